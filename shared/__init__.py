@@ -1,0 +1,1 @@
+"""Fanout's common library: bus messages, subjects, protocol cores, config and service plumbing."""

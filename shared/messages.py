@@ -1,0 +1,146 @@
+"""Typed bus messages. Every message on NATS is one of these frozen msgspec Structs.
+
+New fields always get defaults so older and newer services can talk to each other. Media packets are
+encoded as msgpack arrays (``array_like``): they are the hot path. Everything else is JSON-compatible
+msgpack maps for readability on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import msgspec
+
+TIMEBASE = 90_000  # every media timestamp is in 1/90000 s
+
+MediaKind = Literal["video", "audio", "data"]
+
+
+class MediaPacket(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One access unit: a video frame, an audio frame, or a data message (onMetaData).
+
+    ``data`` is canonical: H.264 as length-prefixed (4-byte) NAL units, AAC as a raw frame, data
+    messages as the AMF0 values after the handler name. ``config`` (avcC or AudioSpecificConfig) is
+    carried on every video keyframe and every audio frame so a subscriber can start at any keyframe.
+    """
+
+    kind: MediaKind
+    codec: str  # "h264", "aac", "amf0"
+    dts: int
+    pts: int
+    keyframe: bool
+    data: bytes
+    config: bytes = b""
+    source: str = ""  # input id the packet came from
+    seq: int = 0  # per-source sequence number
+    recv_ns: int = 0  # wall clock (time.time_ns) when ingest received it, for latency figures
+
+
+_packet_encoder = msgspec.msgpack.Encoder()
+_packet_decoder = msgspec.msgpack.Decoder(MediaPacket)
+
+
+def encode_packet(packet: MediaPacket) -> bytes:
+    return _packet_encoder.encode(packet)
+
+
+def decode_packet(data: bytes) -> MediaPacket:
+    return _packet_decoder.decode(data)
+
+
+# --- desired state (orchestrator -> workers, JetStream KV) ---
+
+EventState = Literal["idle", "live", "stopped"]
+InputRole = Literal["primary", "backup"]
+DestinationClass = Literal["A", "B", "C"]
+
+
+class InputSpec(msgspec.Struct, frozen=True):
+    id: str
+    role: InputRole
+    protocol: str
+    key_hash: str  # sha256 hex of the stream key; the key itself is never on the bus
+
+
+class OutputSpec(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    url: str
+    dest_class: DestinationClass = "B"
+    enabled: bool = True  # false once stopped on its own through the API
+
+
+class EventSpec(msgspec.Struct, frozen=True):
+    tenant_id: str
+    id: str
+    name: str
+    state: EventState
+    inputs: tuple[InputSpec, ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
+    revision: int = 0
+
+
+# --- health and state (workers -> everyone) ---
+
+
+class InputHealth(msgspec.Struct, frozen=True):
+    tenant_id: str
+    event_id: str
+    input_id: str
+    connected: bool
+    protocol: str = "rtmp"
+    remote: str = ""
+    bitrate_bps: int = 0
+    fps: float = 0.0
+    keyframe_interval_s: float = 0.0
+    video_codec: str = ""
+    audio_codec: str = ""
+    width: int = 0
+    height: int = 0
+    audio_sample_rate: int = 0
+    connected_since: float = 0.0
+    packets: int = 0
+    ts: float = 0.0
+
+
+class OutputStatus(msgspec.Struct, frozen=True):
+    tenant_id: str
+    event_id: str
+    output_id: str
+    state: str
+    reason: str = ""
+    last_error: str = ""
+    bytes_sent: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    connects: int = 0
+    failures: int = 0
+    state_since: float = 0.0
+    worker: str = ""
+    ts: float = 0.0
+
+
+class SessionEvent(msgspec.Struct, frozen=True):
+    action: Literal["accepted", "refused", "closed"]
+    reason: str = ""
+    tenant_id: str = ""
+    event_id: str = ""
+    input_id: str = ""
+    remote: str = ""
+    protocol: str = "rtmp"
+    ts: float = 0.0
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Encode a control-plane message (JSON, readable with `nats sub`)."""
+    return _json_encoder.encode(message)
+
+
+T = TypeVar("T")
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    return msgspec.json.decode(data, type=kind)

@@ -1,0 +1,67 @@
+"""Every NATS subject and key-value name used by Fanout is built here and nowhere else.
+
+Layout: ``fanout.<plane>.<tenant>.<event>...``. Tokens are ids made by ``shared.ids`` and never
+contain dots, wildcards or whitespace; ``token()`` refuses anything else so a bad id cannot widen a
+subscription.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# JetStream key-value buckets.
+KV_DESIRED = "fanout_desired"  # key: event.<event_id> -> EventSpec
+KV_LEASES = "fanout_leases"  # key: output.<output_id> -> worker id
+
+
+def token(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"invalid subject token {value!r}")
+    return value
+
+
+def input_media(tenant: str, event: str, input_id: str) -> str:
+    """Packets of one contribution input, published by ingest."""
+    return f"fanout.media.{token(tenant)}.{token(event)}.input.{token(input_id)}"
+
+
+def event_inputs_media(tenant: str, event: str) -> str:
+    return f"fanout.media.{token(tenant)}.{token(event)}.input.*"
+
+
+def program_media(tenant: str, event: str) -> str:
+    """The event's continuous program, published by the router."""
+    return f"fanout.media.{token(tenant)}.{token(event)}.program"
+
+
+def input_health(tenant: str, event: str, input_id: str) -> str:
+    return f"fanout.health.{token(tenant)}.{token(event)}.input.{token(input_id)}"
+
+
+ALL_INPUT_HEALTH = "fanout.health.*.*.input.*"
+
+
+def output_state(tenant: str, event: str, output_id: str) -> str:
+    return f"fanout.state.{token(tenant)}.{token(event)}.output.{token(output_id)}"
+
+
+ALL_OUTPUT_STATE = "fanout.state.*.*.output.*"
+
+
+def ingest_session(tenant: str, event: str) -> str:
+    """Publish accepted, refused and closed events of contribution sessions."""
+    return f"fanout.session.{token(tenant)}.{token(event)}.ingest"
+
+
+INGEST_REFUSED = "fanout.session.unknown.ingest"
+ALL_INGEST_SESSIONS = "fanout.session.*.*.ingest"
+
+
+def desired_event_key(event: str) -> str:
+    return f"event.{token(event)}"
+
+
+def lease_key(output_id: str) -> str:
+    return f"output.{token(output_id)}"
