@@ -1,0 +1,57 @@
+"""Stream-key directory: which tenant, event and input a presented stream key publishes to.
+
+Desired state carries only the sha256 of each key, so ingest never holds the keys themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from shared.messages import EventSpec
+
+
+@dataclass(frozen=True)
+class Route:
+    tenant_id: str
+    event_id: str
+    input_id: str
+    role: str
+    protocol: str
+
+
+def key_hash(stream_key: str) -> str:
+    return hashlib.sha256(stream_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def stream_key_from_name(stream_name: str) -> str:
+    """RTMP stream names may carry a query (``KEY?token=x``); the key is the part before it."""
+    return stream_name.split("?", 1)[0].strip()
+
+
+class KeyDirectory:
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self._by_event: dict[str, set[str]] = {}
+
+    def update(self, event_id: str, spec: EventSpec | None) -> None:
+        for h in self._by_event.pop(event_id, set()):
+            self._routes.pop(h, None)
+        if spec is None or spec.state == "stopped":
+            return
+        hashes = set()
+        for item in spec.inputs:
+            self._routes[item.key_hash] = Route(spec.tenant_id, spec.id, item.id, item.role, item.protocol)
+            hashes.add(item.key_hash)
+        self._by_event[event_id] = hashes
+
+    def lookup(self, stream_key: str, protocol: str) -> Route | None:
+        if not stream_key:
+            return None
+        route = self._routes.get(key_hash(stream_key))
+        if route is None or route.protocol != protocol:
+            return None
+        return route
+
+    def is_current(self, route: Route) -> bool:
+        return any(r == route for r in self._routes.values() if r.input_id == route.input_id)

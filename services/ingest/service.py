@@ -1,0 +1,40 @@
+"""Ingest service: RTMP(S) listeners routed by the stream-key directory from desired state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from shared.desired import DesiredState
+from shared.messages import EventSpec
+from shared.service import ServiceContext
+
+from .keys import KeyDirectory
+from .rtmp_server import RtmpIngest
+
+log = logging.getLogger(__name__)
+
+
+async def main(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    keys = KeyDirectory()
+    ingest = RtmpIngest(ctx.nc, keys)
+
+    async def on_change(event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
+        keys.update(event_id, new)
+        ingest.revalidate()
+
+    desired = DesiredState(ctx.nc, on_change)
+    ctx.spawn(desired.run(), "desired-watch")
+    ctx.stack.push_async_callback(ingest.close)
+    try:
+        await asyncio.wait_for(desired.ready.wait(), 15)
+    except TimeoutError:
+        log.warning("ingest.desired_state_late")  # listen anyway; keys arrive with the watch
+    await ingest.listen(settings.bind_host, settings.rtmp_port)
+    if settings.tls_cert and settings.tls_key:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(settings.tls_cert, settings.tls_key)
+        await ingest.listen(settings.bind_host, settings.rtmps_port, tls)
+    ctx.spawn(ingest.housekeeping(), "housekeeping")

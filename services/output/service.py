@@ -1,0 +1,110 @@
+"""Output service: runs a destination worker for every enabled output of every live event.
+
+Reconciles from desired state; one EventFanout per event with destinations in this process. Output
+status goes on the bus on every state change and each second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from shared import subjects
+from shared.desired import DesiredState
+from shared.messages import EventSpec, OutputSpec, OutputStatus, encode
+from shared.service import ServiceContext
+
+from .event_fanout import EventFanout
+from .rtmp_destination import RtmpDestination
+
+log = logging.getLogger(__name__)
+
+
+class OutputService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self.fanouts: dict[str, EventFanout] = {}
+        self.destinations: dict[str, RtmpDestination] = {}
+        self._specs: dict[str, OutputSpec] = {}
+
+    def _wanted(self, spec: EventSpec | None) -> dict[str, OutputSpec]:
+        if spec is None or spec.state != "live":
+            return {}
+        return {o.id: o for o in spec.outputs if o.enabled}
+
+    async def on_change(self, event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
+        wanted = self._wanted(new)
+        running = {oid for oid, d in self.destinations.items() if d.event_id == event_id}
+        for oid in running:
+            if oid not in wanted or self._specs[oid] != wanted[oid]:
+                await self._stop_output(oid)
+        if not wanted:
+            fanout = self.fanouts.pop(event_id, None)
+            if fanout is not None:
+                await fanout.stop()
+            return
+        assert new is not None
+        fanout = self.fanouts.get(event_id)
+        if fanout is None:
+            fanout = EventFanout(self._ctx.nc, new.tenant_id, event_id)
+            self.fanouts[event_id] = fanout
+            await fanout.start()
+        for oid, ospec in wanted.items():
+            if oid not in self.destinations:
+                self._start_output(new, ospec, fanout)
+
+    def _start_output(self, event: EventSpec, spec: OutputSpec, fanout: EventFanout) -> None:
+        try:
+            dest = RtmpDestination(
+                event.tenant_id,
+                event.id,
+                spec,
+                attach=fanout.attach,
+                detach=fanout.detach,
+                on_status=self._publish_status,
+                worker=self._ctx.settings.worker_id,
+                ca_file=self._ctx.settings.tls_ca_file,
+            )
+        except ValueError as exc:
+            log.error("output.bad_spec", extra={"output_id": spec.id, "error": str(exc)})
+            return
+        self.destinations[spec.id] = dest
+        self._specs[spec.id] = spec
+        dest.start()
+
+    async def _stop_output(self, output_id: str) -> None:
+        dest = self.destinations.pop(output_id)
+        self._specs.pop(output_id, None)
+        await dest.stop()
+
+    def _publish_status(self, status: OutputStatus) -> None:
+        subject = subjects.output_state(status.tenant_id, status.event_id, status.output_id)
+        task = asyncio.ensure_future(self._ctx.nc.publish(subject, encode(status)))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for dest in list(self.destinations.values()):
+                dest.check_stall(now)
+                self._publish_status(dest.status())
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(self._stop_output(oid) for oid in list(self.destinations)), return_exceptions=True
+        )
+        for fanout in self.fanouts.values():
+            with contextlib.suppress(Exception):
+                await fanout.stop()
+        self.fanouts.clear()
+
+
+async def main(ctx: ServiceContext) -> None:
+    service = OutputService(ctx)
+    desired = DesiredState(ctx.nc, service.on_change)
+    ctx.stack.push_async_callback(service.close)
+    ctx.spawn(desired.run(), "desired-watch")
+    ctx.spawn(service.status_loop(), "status")
