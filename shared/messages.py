@@ -131,6 +131,18 @@ class SessionEvent(msgspec.Struct, frozen=True):
     ts: float = 0.0
 
 
+class WorkerStats(msgspec.Struct, frozen=True):
+    """Per-process data-plane figures, each second: what a benchmark or dashboard reads."""
+
+    service: str
+    worker: str
+    destinations: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    latency_us: list[int] = []  # ingest receive -> last destination socket write, one per packet
+    ts: float = 0.0
+
+
 _json_encoder = msgspec.json.Encoder()
 
 

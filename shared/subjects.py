@@ -65,3 +65,10 @@ def desired_event_key(event: str) -> str:
 
 def lease_key(output_id: str) -> str:
     return f"output.{token(output_id)}"
+
+
+def worker_stats(service: str, worker: str) -> str:
+    return f"fanout.stats.{token(service)}.{token(worker)}"
+
+
+ALL_WORKER_STATS = "fanout.stats.*.*"

@@ -77,7 +77,9 @@ class PublishSession:
 
 
 class RtmpConnection:
-    def __init__(self, server: RtmpIngest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: RtmpIngest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -141,7 +143,9 @@ class RtmpConnection:
             log.warning("ingest.publish_refused", extra={"remote": self.remote, "reason": reason})
             self.session.reject_publish("NetStream.Publish.BadName", f"publish refused: {reason}")
             self._flush()
-            await self.server.emit_session(SessionEvent(action="refused", reason=reason, remote=self.remote, ts=time.time()))
+            await self.server.emit_session(
+                SessionEvent(action="refused", reason=reason, remote=self.remote, ts=time.time())
+            )
             self.closing = True
             return
         await self.server.take_over(route)
@@ -192,7 +196,12 @@ class RtmpConnection:
         if self.publish is None:
             return {"remote": self.remote}
         r = self.publish.route
-        return {"remote": self.remote, "tenant_id": r.tenant_id, "event_id": r.event_id, "input_id": r.input_id}
+        return {
+            "remote": self.remote,
+            "tenant_id": r.tenant_id,
+            "event_id": r.event_id,
+            "input_id": r.input_id,
+        }
 
     def close_soon(self) -> None:
         self.closing = True
@@ -284,10 +293,16 @@ class RtmpIngest:
 
     async def emit_health(self, health: InputHealth) -> None:
         with contextlib.suppress(Exception):
-            await self.nc.publish(subjects.input_health(health.tenant_id, health.event_id, health.input_id), encode(health))
+            await self.nc.publish(
+                subjects.input_health(health.tenant_id, health.event_id, health.input_id), encode(health)
+            )
 
     async def emit_session(self, event: SessionEvent) -> None:
-        subject = subjects.ingest_session(event.tenant_id, event.event_id) if event.event_id else subjects.INGEST_REFUSED
+        subject = (
+            subjects.ingest_session(event.tenant_id, event.event_id)
+            if event.event_id
+            else subjects.INGEST_REFUSED
+        )
         with contextlib.suppress(Exception):
             await self.nc.publish(subject, encode(event))
 

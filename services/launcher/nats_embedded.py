@@ -30,19 +30,15 @@ def write_config(data_dir: Path, port: int) -> Path:
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     conf = data_dir / "nats-embedded.conf"
-    conf.write_text(
-        f'listen: "127.0.0.1:{port}"\n'
-        "max_payload: 8MB\n"
-        f'jetstream {{ store_dir: "{store}" }}\n'
-    )
+    conf.write_text(f'listen: "127.0.0.1:{port}"\nmax_payload: 8MB\njetstream {{ store_dir: "{store}" }}\n')
     return conf
 
 
 async def start(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = _free_port()
     conf = write_config(data_dir, port)
-    log = open(data_dir / "nats.log", "ab")
-    proc = await asyncio.create_subprocess_exec(nats_binary(), "-c", str(conf), stdout=log, stderr=log)
+    with (data_dir / "nats.log").open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(nats_binary(), "-c", str(conf), stdout=log, stderr=log)
     url = f"nats://127.0.0.1:{port}"
     for _ in range(200):
         if proc.returncode is not None:

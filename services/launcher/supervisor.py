@@ -59,7 +59,8 @@ class Supervisor:
             if time.monotonic() - child.started_at > HEALTHY_AFTER_S:
                 child.delay = RESTART_FIRST_S
             log.warning(
-                "launcher.child_exited", extra={"child": child.name, "code": code, "restart_in_s": child.delay}
+                "launcher.child_exited",
+                extra={"child": child.name, "code": code, "restart_in_s": child.delay},
             )
             child.restarts += 1
             await asyncio.sleep(child.delay)

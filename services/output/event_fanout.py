@@ -7,6 +7,7 @@ cache (from the last keyframe) lets a destination that goes live mid-stream star
 from __future__ import annotations
 
 import logging
+import time
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -22,6 +23,7 @@ from .rtmp_destination import RtmpDestination
 log = logging.getLogger(__name__)
 
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
+LATENCY_SAMPLES_MAX = 10_000
 
 
 class EventFanout:
@@ -35,6 +37,7 @@ class EventFanout:
         self.live: list[RtmpDestination] = []
         self._sub: Subscription | None = None
         self.packets_in = 0
+        self.latency_us: list[int] = []  # drained each second by the service
         self.bad_packets = 0
         self.ctx = {"tenant_id": tenant_id, "event_id": event_id}
 
@@ -85,6 +88,8 @@ class EventFanout:
                     for header in self._preparer.headers():
                         dest.write(header, header=True)
                 dest.send(item)
+            if item.recv_ns and len(self.latency_us) < LATENCY_SAMPLES_MAX:
+                self.latency_us.append((time.time_ns() - item.recv_ns) // 1000)
 
     def _cache(self, item: Prepared) -> None:
         if item.keyframe:

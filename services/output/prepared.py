@@ -29,9 +29,13 @@ class Prepared:
     recv_ns: int = 0
 
     @classmethod
-    def make(cls, type_id: int, timestamp: int, body: bytes, keyframe: bool = False, recv_ns: int = 0) -> Prepared:
+    def make(
+        cls, type_id: int, timestamp: int, body: bytes, keyframe: bool = False, recv_ns: int = 0
+    ) -> Prepared:
         csid = _CSID[type_id]
-        return cls(type_id, timestamp, body, chunk.chunk_body(body, CHUNK_SIZE, csid), csid, keyframe, recv_ns)
+        return cls(
+            type_id, timestamp, body, chunk.chunk_body(body, CHUNK_SIZE, csid), csid, keyframe, recv_ns
+        )
 
 
 class Preparer:
@@ -54,7 +58,9 @@ class Preparer:
                 out.append(self.video_header)
             if not self.video_config:
                 return out  # nothing decodable before the first configuration
-            out.append(Prepared.make(chunk.VIDEO, ts, flv.video_body(packet), packet.keyframe, packet.recv_ns))
+            out.append(
+                Prepared.make(chunk.VIDEO, ts, flv.video_body(packet), packet.keyframe, packet.recv_ns)
+            )
         elif packet.kind == "audio":
             if packet.config and packet.config != self.audio_config:
                 self.audio_config = packet.config

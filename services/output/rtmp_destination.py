@@ -93,6 +93,12 @@ class RtmpDestination:
                 await self._task
         self._set_state(OutputState.STOPPED, "stopped")
 
+    def _scrub(self, text: str) -> str:
+        """Error text from a peer or the OS can echo the URL or stream key: never let it through."""
+        text = text.replace(self.spec.url, self.safe_url)
+        key = self.target.stream_name.split("?", 1)[0]
+        return text.replace(key, urls.mask_secret(key)) if len(key) >= 4 else text
+
     def _set_state(self, new: OutputState, reason: str) -> None:
         if new is self.state:
             return
@@ -101,7 +107,9 @@ class RtmpDestination:
         except ValueError:
             log.error("output.bad_transition", extra={**self.ctx, "old": self.state.value, "new": new.value})
             return
-        log.info("output.state", extra={**self.ctx, "old": self.state.value, "new": new.value, "reason": reason})
+        log.info(
+            "output.state", extra={**self.ctx, "old": self.state.value, "new": new.value, "reason": reason}
+        )
         self.state = new
         self.state_since = time.time()
         self.reason = reason
@@ -143,7 +151,7 @@ class RtmpDestination:
                 rejected = True
                 self.last_error = str(exc)
             except (OSError, ssl.SSLError, ProtocolError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                self.last_error = urls.scrub(f"{type(exc).__name__}: {exc}", self.spec.url)
+                self.last_error = self._scrub(f"{type(exc).__name__}: {exc}")
             finally:
                 self._detach(self)
                 self._close_transport()
@@ -173,7 +181,9 @@ class RtmpDestination:
             )
             self._writer = writer
             self._reader = reader
-            session = ClientSession(app=t.app, stream_name=t.stream_name, tc_url=t.tc_url, chunk_size_out=CHUNK_SIZE)
+            session = ClientSession(
+                app=t.app, stream_name=t.stream_name, tc_url=t.tc_url, chunk_size_out=CHUNK_SIZE
+            )
             self._session = session
             session.initiate()
             writer.write(session.data_to_send())
@@ -192,7 +202,7 @@ class RtmpDestination:
                         self._dropping = False
                         return
                     if isinstance(event, Rejected):
-                        raise DestinationRejected(f"{event.code}: {event.description}"[:300])
+                        raise DestinationRejected(self._scrub(f"{event.code}: {event.description}"[:300]))
 
     async def _read_loop(self) -> None:
         assert self._session is not None and self._writer is not None
@@ -207,7 +217,7 @@ class RtmpDestination:
                 writer.write(out)
             while (event := session.next_event()) is not None:
                 if isinstance(event, Rejected):
-                    raise DestinationRejected(f"{event.code}: {event.description}"[:300])
+                    raise DestinationRejected(self._scrub(f"{event.code}: {event.description}"[:300]))
                 if isinstance(event, Acknowledged):
                     pass
 

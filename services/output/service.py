@@ -13,7 +13,7 @@ import time
 
 from shared import subjects
 from shared.desired import DesiredState
-from shared.messages import EventSpec, OutputSpec, OutputStatus, encode
+from shared.messages import EventSpec, OutputSpec, OutputStatus, WorkerStats, encode
 from shared.service import ServiceContext
 
 from .event_fanout import EventFanout
@@ -91,6 +91,27 @@ class OutputService:
             for dest in list(self.destinations.values()):
                 dest.check_stall(now)
                 self._publish_status(dest.status())
+            await self._publish_worker_stats()
+
+    async def _publish_worker_stats(self) -> None:
+        latency: list[int] = []
+        for fanout in self.fanouts.values():
+            latency += fanout.latency_us
+            fanout.latency_us = []
+        dests = list(self.destinations.values())
+        stats = WorkerStats(
+            service="output",
+            worker=self._ctx.settings.worker_id,
+            destinations=len(dests),
+            frames_sent=sum(d.frames_sent for d in dests),
+            frames_dropped=sum(d.frames_dropped for d in dests),
+            latency_us=latency,
+            ts=time.time(),
+        )
+        with contextlib.suppress(Exception):
+            await self._ctx.nc.publish(
+                subjects.worker_stats("output", self._ctx.settings.worker_id), encode(stats)
+            )
 
     async def close(self) -> None:
         await asyncio.gather(

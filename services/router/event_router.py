@@ -69,5 +69,7 @@ class EventRouter:
         candidates = [Candidate(i.id, i.role, self._last_packet.get(i.id)) for i in self.spec.inputs]
         choice = choose(candidates, self._timeline.source, now, DEFAULT_LOSS_TIMEOUT_S)
         if choice is not None and choice != self._timeline.source and choice != self._timeline.pending:
-            log.info("router.switch_pending", extra={**self._ctx, "from": self._timeline.source, "to": choice})
+            log.info(
+                "router.switch_pending", extra={**self._ctx, "from": self._timeline.source, "to": choice}
+            )
             self._timeline.switch_to(choice)

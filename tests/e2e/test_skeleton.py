@@ -28,7 +28,9 @@ def test_one_feed_to_three_destinations_rtmp_and_rtmps(
     outs = [
         stack.add_output(ev["id"], dest.url("live", "yt"), "youtube", "B"),
         stack.add_output(ev["id"], dest.url("live", "tw"), "twitch", "B"),
-        stack.add_output(ev["id"], dest.rtmps_url("live", "fb").replace("127.0.0.1", "localhost"), "facebook", "B"),
+        stack.add_output(
+            ev["id"], dest.rtmps_url("live", "fb").replace("127.0.0.1", "localhost"), "facebook", "B"
+        ),
     ]
     stack.ok("POST", f"/v1/events/{ev['id']}/start")
     for out in outs:
@@ -83,7 +85,7 @@ def test_two_publishers_reach_only_their_own_destinations_and_a_wrong_key_is_ref
     finally:
         for pub in pubs:
             ffmpeg.stop(pub)
-    for ev, _, size in events:
+    for ev, _, _size in events:
         stack.ok("POST", f"/v1/events/{ev['id']}/stop")
     for ev, _, size in events:
         rec = dest.wait_recording_closed(f"ev-{ev['name']}", 20)
@@ -197,3 +199,63 @@ def test_garbage_connections_never_crash_ingest(
     stack.ok("POST", f"/v1/events/{ev['id']}/stop")
     judge.assert_valid_recording(dest.wait_recording_closed("ok", 20), min_duration=3.0)
     assert "ingest.protocol_error" in stack.log_text()
+
+
+def test_restarted_stack_resumes_live_outputs_from_desired_state(
+    stack: Stack, destination: Callable[..., NginxRtmp], tmp_path: Path
+) -> None:
+    dest = destination()
+    ev = stack.create_event("survives restart")
+    inp = stack.add_input(ev["id"])
+    out = stack.add_output(ev["id"], dest.url("live", "persist"), "persist")
+    stack.ok("POST", f"/v1/events/{ev['id']}/start")
+    stack.wait_output_state(ev["id"], out["id"], "live")
+    assert stack.restart() == 0, "the launcher must exit 0 on SIGTERM"
+    # same desired state after the restart, and the output is live again with no API call
+    again = stack.event(ev["id"])
+    assert again["state"] == "live"
+    assert [i["id"] for i in again["inputs"]] == [inp["id"]]
+    assert [o["id"] for o in again["outputs"]] == [out["id"]]
+    stack.wait_output_state(ev["id"], out["id"], "live", timeout=30)
+    pub = ffmpeg.publish(inp["publish_url"], duration=4, log_path=tmp_path / "pub.log")
+    try:
+        ffmpeg.wait_exit(pub, 30)
+    finally:
+        ffmpeg.stop(pub)
+    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
+    judge.assert_valid_recording(dest.wait_recording_closed("persist", 20), min_duration=3.0)
+
+
+def test_rtmps_ingest_with_a_configured_certificate(
+    destination: Callable[..., NginxRtmp], tmp_path: Path
+) -> None:
+    from tests.peers.ports import free_port
+    from tests.peers.stack import start_stack
+    from tests.peers.tls import session_cert
+
+    cert = session_cert()
+    rtmps_port = free_port()
+    s = start_stack(
+        tmp_path / "tls-stack",
+        {
+            "FANOUT_TLS_CERT": str(cert.cert_file),
+            "FANOUT_TLS_KEY": str(cert.key_file),
+            "FANOUT_RTMPS_PORT": str(rtmps_port),
+        },
+    )
+    try:
+        dest = destination()
+        ev = s.create_event("rtmps in")
+        inp = s.add_input(ev["id"])
+        s.add_output(ev["id"], dest.url("live", "tls-in"), "tls-in")
+        s.ok("POST", f"/v1/events/{ev['id']}/start")
+        url = f"rtmps://127.0.0.1:{rtmps_port}/live/{inp['stream_key']}"
+        pub = ffmpeg.publish(url, duration=4, log_path=tmp_path / "pub.log")
+        try:
+            ffmpeg.wait_exit(pub, 30)
+        finally:
+            ffmpeg.stop(pub)
+        s.ok("POST", f"/v1/events/{ev['id']}/stop")
+        judge.assert_valid_recording(dest.wait_recording_closed("tls-in", 20), min_duration=3.0)
+    finally:
+        assert s.stop() == 0

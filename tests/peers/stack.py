@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -84,6 +83,13 @@ class Stack:
     def stop(self) -> int | None:
         return stop(self.proc, timeout=20)
 
+    def restart(self) -> int | None:
+        """Stop the whole stack and start it again on the same data, ports and keys."""
+        code = self.stop()
+        self.proc = _launch(self.env, self.log_path)
+        _wait_ready(self)
+        return code
+
     # --- conveniences for tests ---
 
     def create_event(self, name: str = "test event", key: str | None = None) -> dict[str, Any]:
@@ -92,8 +98,12 @@ class Stack:
     def add_input(self, event_id: str, role: str = "primary", key: str | None = None) -> dict[str, Any]:
         return dict(self.ok("POST", f"/v1/events/{event_id}/inputs", {"role": role, "protocol": "rtmp"}, key))
 
-    def add_output(self, event_id: str, url: str, name: str = "dest", cls: str = "B", key: str | None = None) -> dict[str, Any]:
-        return dict(self.ok("POST", f"/v1/events/{event_id}/outputs", {"name": name, "url": url, "class": cls}, key))
+    def add_output(
+        self, event_id: str, url: str, name: str = "dest", cls: str = "B", key: str | None = None
+    ) -> dict[str, Any]:
+        return dict(
+            self.ok("POST", f"/v1/events/{event_id}/outputs", {"name": name, "url": url, "class": cls}, key)
+        )
 
     def event(self, event_id: str, key: str | None = None) -> dict[str, Any]:
         return dict(self.ok("GET", f"/v1/events/{event_id}", key=key))
@@ -104,14 +114,18 @@ class Stack:
                 return dict(out)
         raise KeyError(output_id)
 
-    def wait_output_state(self, event_id: str, output_id: str, state: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_output_state(
+        self, event_id: str, output_id: str, state: str, timeout: float = 20
+    ) -> dict[str, Any]:
         seen: dict[str, Any] = {}
 
         def check() -> bool:
             seen.update(self.output_of(event_id, output_id))
             return seen.get("state") == state
 
-        wait_until(check, timeout, f"output {output_id} to be {state} (last: {seen.get('state')})", interval=0.2)
+        wait_until(
+            check, timeout, f"output {output_id} to be {state} (last: {seen.get('state')})", interval=0.2
+        )
         return seen
 
     def wait_input_connected(self, event_id: str, input_id: str, timeout: float = 20) -> dict[str, Any]:
@@ -148,27 +162,35 @@ def start_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Stack
     env.pop("FANOUT_DATABASE_URL", None)
     env.update(extra_env or {})
     log_path = workdir / "stack.log"
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.launcher"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    stack = Stack(proc, data_dir, log_path, http_port, rtmp_port, admin_key, env)
+    stack = Stack(_launch(env, log_path), data_dir, log_path, http_port, rtmp_port, admin_key, env)
+    _wait_ready(stack)
+    return stack
+
+
+def _launch(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.launcher"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(stack: Stack) -> None:
+    proc = stack.proc
     try:
         wait_until(
-            lambda: proc.poll() is not None or (port_open(http_port) and port_open(rtmp_port)),
+            lambda: proc.poll() is not None or (port_open(stack.http_port) and port_open(stack.rtmp_port)),
             60,
             "the stack's API and RTMP ports",
             interval=0.1,
         )
         if proc.poll() is not None:
-            raise RuntimeError(f"launcher exited early:\n{log_path.read_text()[-4000:]}")
+            raise RuntimeError(f"launcher exited early:\n{stack.log_text()[-4000:]}")
         wait_until(lambda: stack.call("GET", "/healthz")[0] == 200, 30, "the API to answer", interval=0.1)
     except BaseException:
         stack.stop()
         raise
-    return stack
