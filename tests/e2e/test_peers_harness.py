@@ -7,10 +7,12 @@ from __future__ import annotations
 import http.server
 import random
 import shutil
+import socket
 import subprocess
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +20,8 @@ import pytest
 
 from tests.peers import ffmpeg, judge
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp
+from tests.peers.ports import free_port, tcp_listening, udp_bound
+from tests.peers.procs import wait_until
 from tests.peers.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
@@ -159,6 +163,31 @@ def test_the_proxy_can_cut_a_publisher_off(
     # What nginx-rtmp got before the reset is still a clean recording, just short.
     judge.assert_valid_recording(rec, max_duration=25)
     assert proxy.connections == 1 and proxy.bytes_to_target >= 300_000
+
+
+@pytest.mark.parametrize("protocol", ["srt", "rtmp"])
+def test_ffmpeg_as_a_one_shot_listener_records_a_publish(protocol: str, tmp_path: Path) -> None:
+    if protocol == "srt":
+        port = free_port(socket.SOCK_DGRAM)
+        listen_url = f"srt://127.0.0.1:{port}?mode=listener"
+        publish_url = f"srt://127.0.0.1:{port}?mode=caller&pkt_size=1316"
+        ready = partial(udp_bound, port)
+        out = tmp_path / "srt.ts"
+    else:
+        port = free_port()
+        listen_url = publish_url = f"rtmp://127.0.0.1:{port}/live/one"
+        ready = partial(tcp_listening, port)
+        out = tmp_path / "rtmp.flv"
+    receiver = ffmpeg.record(listen_url, out, listen=True, log_path=tmp_path / "receiver.log")
+    try:
+        wait_until(lambda: ready() or receiver.poll() is not None, 10, f"ffmpeg to listen on {protocol}")
+        pub = ffmpeg.publish(publish_url, duration=3, log_path=tmp_path / "pub.log")
+        ffmpeg.wait_exit(pub, 30)
+        ffmpeg.wait_exit(receiver, 30)
+    finally:
+        ffmpeg.stop(receiver)
+    # ffmpeg's SRT listener loses the last few frames when the caller hangs up; RTMP keeps them all.
+    judge.assert_valid_recording(out, min_duration=2.5, max_duration=3.5)
 
 
 def test_ffmpeg_is_on_path() -> None:

@@ -49,8 +49,8 @@ def start_nats(workdir: Path, config: str | None = None) -> NatsServer:
         conf = workdir / "nats.conf"
         conf.write_text("max_payload: 8MB\n")
         args += ["-c", str(conf)]
-    log = open(workdir / "nats.log", "wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(workdir / "nats.log", "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(lambda: port_open(port) or proc.poll() is not None, 10, "nats-server to listen")
         if proc.poll() is not None:
