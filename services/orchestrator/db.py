@@ -65,7 +65,9 @@ outputs = sa.Table(
     "outputs",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("event_id", sa.String(64), sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column(
+        "event_id", sa.String(64), sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False, index=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("url", sa.String(2048), nullable=False),  # full URL with the key, until the vault holds keys
@@ -73,6 +75,18 @@ outputs = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+_STARTUP_LOCK_KEY = 0x66616E6F7574  # "fanout"
+
+
+def startup_lock(conn: sa.Connection) -> None:
+    """Serialise concurrent starters (migrations, bootstrap) for the rest of this transaction.
+
+    On SQLite the ``BEGIN IMMEDIATE`` of every transaction already does it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _STARTUP_LOCK_KEY})
 
 
 def create_engine(url: str) -> Engine:

@@ -1,0 +1,387 @@
+"""The REST API: one route table, one middleware for auth and JSON errors, thin handlers.
+
+Handlers decode the body into a DTO, call ``store`` in a thread (one transaction), publish the
+event's desired state, and answer with a view. The route table also drives the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, ParamSpec, TypeVar
+
+import msgspec
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from shared import urls
+from shared.config import Settings
+from shared.ids import new_secret
+
+from . import auth, openapi, store, validation, views
+from .desired import DesiredState, PublishFailed
+from .errors import ApiError, forbidden, not_found, unauthorized, unavailable
+from .status import StatusCache
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Access = Literal["public", "tenant", "admin"]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_BODY_BYTES = 256 * 1024
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: Access
+    status: int = 200
+    body: type | None = None
+    response: type | None = None
+    errors: tuple[int, ...] = ()
+
+
+_json = msgspec.json.Encoder()
+PRINCIPAL: web.RequestKey[auth.Principal] = web.RequestKey("principal", auth.Principal)
+
+
+def json_response(value: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_json.encode(value), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    body = views.ErrorResponse(error=views.ErrorDetail(code=exc.code, message=exc.message, field=exc.field))
+    return json_response(body, exc.status, headers)
+
+
+class Api:
+    def __init__(
+        self, settings: Settings, engine: Engine, desired: DesiredState, status: StatusCache
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.desired = desired
+        self.status = status
+        self.routes = self._routes()
+        self._by_handler = {route.handler: route for route in self.routes}
+        self._openapi: bytes | None = None
+
+    def _routes(self) -> list[Route]:
+        ev, inp, out = "/v1/events/{event_id}", "/v1/inputs/{input_id}", "/v1/outputs/{output_id}"
+        tenants, events = "/v1/tenants", "/v1/events"
+        return [
+            Route("GET", "/healthz", self.healthz, "Liveness", "public", response=views.Healthz),
+            Route("GET", "/v1/openapi.json", self.openapi, "This OpenAPI document", "public"),
+            # admin
+            Route("GET", tenants, self.list_tenants, "List tenants", "admin", response=views.TenantList),
+            Route(
+                "POST", tenants, self.create_tenant, "Create a tenant", "admin",
+                status=201, body=validation.TenantCreate, response=views.TenantView, errors=(409,),
+            ),
+            Route(
+                "POST", tenants + "/{tenant_id}/keys", self.create_key, "Create a tenant API key (shown once)",
+                "admin", status=201, body=validation.KeyCreate, response=views.ApiKeyCreated, errors=(404,),
+            ),
+            # events
+            Route("GET", events, self.list_events, "List the tenant's events", "tenant", response=views.EventList),
+            Route(
+                "POST", events, self.create_event, "Create an event", "tenant",
+                status=201, body=validation.EventCreate, response=views.EventView, errors=(503,),
+            ),
+            Route(
+                "GET", ev, self.get_event, "An event with its inputs and outputs, live", "tenant",
+                response=views.EventView, errors=(404,),
+            ),
+            Route(
+                "DELETE", ev, self.delete_event, "Delete an event that is not live", "tenant",
+                status=204, errors=(404, 409, 503),
+            ),
+            Route(
+                "POST", ev + "/start", self.start_event, "Go live: enabled outputs run", "tenant",
+                response=views.EventView, errors=(404, 409, 503),
+            ),
+            Route(
+                "POST", ev + "/stop", self.stop_event, "Stop the event", "tenant",
+                response=views.EventView, errors=(404, 409, 503),
+            ),
+            # inputs
+            Route(
+                "POST", ev + "/inputs", self.create_input, "Add an input (its stream key is shown once)", "tenant",
+                status=201, body=validation.InputCreate, response=views.InputCreated, errors=(404, 409, 503),
+            ),
+            Route("GET", inp, self.get_input, "An input, live", "tenant", response=views.InputView, errors=(404,)),
+            Route("DELETE", inp, self.delete_input, "Delete an input", "tenant", status=204, errors=(404, 503)),
+            # outputs
+            Route(
+                "POST", ev + "/outputs", self.create_output, "Add a destination", "tenant",
+                status=201, body=validation.OutputCreate, response=views.OutputView, errors=(404, 503),
+            ),
+            Route(
+                "GET", out, self.get_output, "An output, live", "tenant", response=views.OutputView, errors=(404,)
+            ),
+            Route("DELETE", out, self.delete_output, "Delete an output", "tenant", status=204, errors=(404, 503)),
+            Route(
+                "POST", out + "/start", self.start_output, "Enable the output (it runs while the event is live)",
+                "tenant", response=views.OutputView, errors=(404, 503),
+            ),
+            Route(
+                "POST", out + "/stop", self.stop_output, "Disable the output; it stays off when the event starts",
+                "tenant", response=views.OutputView, errors=(404, 503),
+            ),
+        ]  # fmt: skip
+
+    # --- plumbing ---
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            route = self._by_handler.get(request.match_info.handler)
+            access: Access = (
+                route.access if route else ("tenant" if request.path.startswith("/v1/") else "public")
+            )
+            if access != "public":
+                principal = await self._authenticate(request)
+                if access == "admin" and not principal.is_admin:
+                    raise forbidden()
+                request[PRINCIPAL] = principal
+            if route is None and request.match_info.http_exception is not None:
+                raise request.match_info.http_exception
+            return await handler(request)
+        except ApiError as exc:
+            headers = {"WWW-Authenticate": 'Bearer realm="fanout"'} if exc.status == 401 else None
+            return error_response(exc, headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal")
+            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return error_response(ApiError(exc.status, code, exc.reason.lower()), headers)
+        except Exception:
+            log.exception("api.unhandled", extra={"method": request.method, "path": request.path})
+            return error_response(ApiError(500, "internal", "internal error"))
+
+    async def _authenticate(self, request: web.Request) -> auth.Principal:
+        token = auth.bearer_token(request.headers.get("Authorization"))
+        principal = await asyncio.to_thread(auth.lookup, self.engine, token) if token else None
+        if principal is None:
+            raise unauthorized()
+        return principal
+
+    @staticmethod
+    def _tenant(request: web.Request) -> str:
+        return request[PRINCIPAL].tenant_id
+
+    @staticmethod
+    async def _db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except store.NotFound as exc:
+            raise not_found(str(exc)) from None
+        except store.Conflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+
+    async def _publish(self, event_id: str) -> None:
+        try:
+            await self.desired.publish(event_id)
+        except PublishFailed:
+            raise unavailable(
+                "the change is saved but desired state could not be published yet; it is retried"
+            ) from None
+
+    async def _event_view(self, tenant_id: str, event_id: str) -> views.EventView:
+        detail = await self._db(store.get_event, self.engine, tenant_id, event_id)
+        summary = views.event_summary(detail.event)
+        return views.EventView(
+            **{f: getattr(summary, f) for f in summary.__struct_fields__},
+            inputs=[
+                views.input_view(self.settings, i, self.status.input(i.event_id, i.id)) for i in detail.inputs
+            ],
+            outputs=[views.output_view(o, self.status.output(o.event_id, o.id)) for o in detail.outputs],
+        )
+
+    # --- public ---
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return json_response(views.Healthz(ok=True))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        if self._openapi is None:
+            self._openapi = _json.encode(openapi.document(self.routes))
+        return web.Response(body=self._openapi, content_type="application/json")
+
+    # --- tenants and keys (admin) ---
+
+    async def list_tenants(self, request: web.Request) -> web.Response:
+        tenants = await self._db(store.list_tenants, self.engine)
+        return json_response(views.TenantList(tenants=[views.tenant_view(t) for t in tenants]))
+
+    async def create_tenant(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.TenantCreate)
+        tenant = await self._db(store.create_tenant, self.engine, body.name.strip())
+        log.info("tenant.created", extra={"tenant_id": tenant.id})
+        return json_response(views.tenant_view(tenant), 201)
+
+    async def create_key(self, request: web.Request) -> web.Response:
+        validation.decode(await request.read(), validation.KeyCreate, allow_empty=True)
+        issued = await self._db(auth.issue_key, self.engine, request.match_info["tenant_id"])
+        if issued is None:
+            raise not_found("tenant")
+        log.info("api_key.created", extra={"tenant_id": issued.tenant_id, "key_id": issued.id})
+        return json_response(views.api_key_created(issued), 201)
+
+    # --- events ---
+
+    async def list_events(self, request: web.Request) -> web.Response:
+        events = await self._db(store.list_events, self.engine, self._tenant(request))
+        return json_response(views.EventList(events=[views.event_summary(e) for e in events]))
+
+    async def create_event(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.EventCreate)
+        tenant_id = self._tenant(request)
+        event = await self._db(store.create_event, self.engine, tenant_id, body.name.strip())
+        log.info("event.created", extra={"tenant_id": tenant_id, "event_id": event.id})
+        await self._publish(event.id)
+        return json_response(await self._event_view(tenant_id, event.id), 201)
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        return json_response(await self._event_view(self._tenant(request), request.match_info["event_id"]))
+
+    async def delete_event(self, request: web.Request) -> web.Response:
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        await self._db(store.delete_event, self.engine, tenant_id, event_id)
+        log.info("event.deleted", extra={"tenant_id": tenant_id, "event_id": event_id})
+        await self._publish(event_id)
+        return web.Response(status=204)
+
+    async def start_event(self, request: web.Request) -> web.Response:
+        return await self._set_event_state(request, live=True)
+
+    async def stop_event(self, request: web.Request) -> web.Response:
+        return await self._set_event_state(request, live=False)
+
+    async def _set_event_state(self, request: web.Request, live: bool) -> web.Response:
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        event = await self._db(store.set_event_state, self.engine, tenant_id, event_id, live)
+        log.info("event.state", extra={"tenant_id": tenant_id, "event_id": event_id, "new": event.state})
+        await self._publish(event_id)
+        return json_response(await self._event_view(tenant_id, event_id))
+
+    # --- inputs ---
+
+    async def create_input(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.InputCreate)
+        validation.check_protocol(body)
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        stream_key = new_secret()
+        row = await self._db(
+            store.create_input, self.engine, tenant_id, event_id, body.role, body.protocol,
+            auth.hash_secret(stream_key), stream_key[-4:],
+        )  # fmt: skip
+        log.info("input.created", extra={"tenant_id": tenant_id, "event_id": event_id, "input_id": row.id})
+        await self._publish(event_id)
+        return json_response(views.input_created(self.settings, row, stream_key), 201)
+
+    async def get_input(self, request: web.Request) -> web.Response:
+        row = await self._db(
+            store.get_input, self.engine, self._tenant(request), request.match_info["input_id"]
+        )
+        return json_response(views.input_view(self.settings, row, self.status.input(row.event_id, row.id)))
+
+    async def delete_input(self, request: web.Request) -> web.Response:
+        tenant_id, input_id = self._tenant(request), request.match_info["input_id"]
+        event_id = await self._db(store.delete_input, self.engine, tenant_id, input_id)
+        self.status.forget(input_id)
+        log.info("input.deleted", extra={"tenant_id": tenant_id, "event_id": event_id, "input_id": input_id})
+        await self._publish(event_id)
+        return web.Response(status=204)
+
+    # --- outputs ---
+
+    async def create_output(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.OutputCreate)
+        validation.check_destination(body)
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        row = await self._db(
+            store.create_output,
+            self.engine,
+            tenant_id,
+            event_id,
+            body.name.strip(),
+            body.url,
+            body.dest_class,
+        )
+        log.info(
+            "output.created",
+            extra={
+                "tenant_id": tenant_id,
+                "event_id": event_id,
+                "output_id": row.id,
+                "url": urls.sanitize(row.url),
+            },
+        )
+        await self._publish(event_id)
+        return json_response(views.output_view(row, None), 201)
+
+    async def get_output(self, request: web.Request) -> web.Response:
+        row = await self._db(
+            store.get_output, self.engine, self._tenant(request), request.match_info["output_id"]
+        )
+        return json_response(views.output_view(row, self.status.output(row.event_id, row.id)))
+
+    async def delete_output(self, request: web.Request) -> web.Response:
+        tenant_id, output_id = self._tenant(request), request.match_info["output_id"]
+        event_id = await self._db(store.delete_output, self.engine, tenant_id, output_id)
+        self.status.forget(output_id)
+        log.info(
+            "output.deleted", extra={"tenant_id": tenant_id, "event_id": event_id, "output_id": output_id}
+        )
+        await self._publish(event_id)
+        return web.Response(status=204)
+
+    async def start_output(self, request: web.Request) -> web.Response:
+        return await self._set_output_enabled(request, enabled=True)
+
+    async def stop_output(self, request: web.Request) -> web.Response:
+        return await self._set_output_enabled(request, enabled=False)
+
+    async def _set_output_enabled(self, request: web.Request, enabled: bool) -> web.Response:
+        tenant_id, output_id = self._tenant(request), request.match_info["output_id"]
+        row = await self._db(store.set_output_enabled, self.engine, tenant_id, output_id, enabled)
+        log.info("output.enabled", extra={"tenant_id": tenant_id, "output_id": output_id, "enabled": enabled})
+        await self._publish(row.event_id)
+        return json_response(views.output_view(row, self.status.output(row.event_id, row.id)))
+
+
+API: web.AppKey[Api] = web.AppKey("api")
+
+
+def create_app(
+    settings: Settings, engine: Engine, desired: DesiredState, status: StatusCache
+) -> web.Application:
+    api = Api(settings, engine, desired, status)
+    app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY_BYTES)
+    for route in api.routes:
+        app.router.add_route(route.method, route.path, route.handler)
+    app[API] = api
+    return app

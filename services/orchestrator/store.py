@@ -1,0 +1,327 @@
+"""Reads and writes of tenants, events, inputs and outputs: one transaction per call.
+
+Every call that names a resource is scoped by tenant, and a resource of another tenant is simply not
+found. Every change to an event's desired state locks the event row and bumps its revision in the
+same transaction. These functions block; the API runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shared.ids import new_id
+
+from . import db
+
+
+class NotFound(Exception):
+    """The resource does not exist for this tenant."""
+
+
+class Conflict(Exception):
+    """The request contradicts the current state."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    tenant_id: str
+    name: str
+    state: str
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Input:
+    id: str
+    event_id: str
+    tenant_id: str
+    role: str
+    protocol: str
+    key_hash: str
+    key_hint: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Output:
+    id: str
+    event_id: str
+    tenant_id: str
+    name: str
+    url: str  # full URL with the stream key: never log or return it unsanitised
+    dest_class: str
+    enabled: bool
+    created_at: float
+
+    def __repr__(self) -> str:
+        return f"Output(id={self.id!r}, event_id={self.event_id!r}, name={self.name!r})"
+
+
+@dataclass(frozen=True)
+class EventDetail:
+    event: Event
+    inputs: tuple[Input, ...]
+    outputs: tuple[Output, ...]
+
+
+def _event(row: Any) -> Event:
+    return Event(**row._mapping)
+
+
+def _input(row: Any) -> Input:
+    return Input(**row._mapping)
+
+
+def _output(row: Any) -> Output:
+    m = dict(row._mapping)
+    m["enabled"] = bool(m["enabled"])
+    return Output(**m)
+
+
+# --- tenants ---
+
+
+def create_tenant(engine: Engine, name: str) -> Tenant:
+    tenant = Tenant(id=new_id("tn"), name=name, created_at=time.time())
+    with engine.begin() as conn:
+        if conn.scalar(sa.select(db.tenants.c.id).where(db.tenants.c.name == name)) is not None:
+            raise Conflict(f"a tenant named {name!r} already exists")
+        conn.execute(db.tenants.insert().values(id=tenant.id, name=name, created_at=tenant.created_at))
+    return tenant
+
+
+def list_tenants(engine: Engine) -> list[Tenant]:
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(db.tenants).order_by(db.tenants.c.created_at, db.tenants.c.id))
+        return [Tenant(**row._mapping) for row in rows]
+
+
+# --- events ---
+
+
+def _locked_event(conn: Connection, tenant_id: str, event_id: str) -> Event:
+    row = conn.execute(
+        sa.select(db.events)
+        .where(db.events.c.id == event_id, db.events.c.tenant_id == tenant_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound("event")
+    return _event(row)
+
+
+def _touch(conn: Connection, event: Event, **values: Any) -> Event:
+    now = time.time()
+    conn.execute(
+        db.events.update()
+        .where(db.events.c.id == event.id)
+        .values(revision=db.events.c.revision + 1, updated_at=now, **values)
+    )
+    row = conn.execute(sa.select(db.events).where(db.events.c.id == event.id)).one()
+    return _event(row)
+
+
+def create_event(engine: Engine, tenant_id: str, name: str) -> Event:
+    now = time.time()
+    event = Event(
+        id=new_id("ev"),
+        tenant_id=tenant_id,
+        name=name,
+        state="idle",
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    with engine.begin() as conn:
+        conn.execute(db.events.insert().values(**event.__dict__))
+    return event
+
+
+def list_events(engine: Engine, tenant_id: str) -> list[Event]:
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(db.events)
+            .where(db.events.c.tenant_id == tenant_id)
+            .order_by(db.events.c.created_at, db.events.c.id)
+        )
+        return [_event(row) for row in rows]
+
+
+def _detail(conn: Connection, event: Event) -> EventDetail:
+    ins = conn.execute(
+        sa.select(db.inputs).where(db.inputs.c.event_id == event.id).order_by(db.inputs.c.role)
+    )
+    outs = conn.execute(
+        sa.select(db.outputs)
+        .where(db.outputs.c.event_id == event.id)
+        .order_by(db.outputs.c.created_at, db.outputs.c.id)
+    )
+    return EventDetail(
+        event=event, inputs=tuple(_input(r) for r in ins), outputs=tuple(_output(r) for r in outs)
+    )
+
+
+def get_event(engine: Engine, tenant_id: str, event_id: str) -> EventDetail:
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(db.events).where(db.events.c.id == event_id, db.events.c.tenant_id == tenant_id)
+        ).first()
+        if row is None:
+            raise NotFound("event")
+        return _detail(conn, _event(row))
+
+
+def load_event(engine: Engine, event_id: str) -> EventDetail | None:
+    """Any tenant's event, for publishing desired state."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(db.events).where(db.events.c.id == event_id)).first()
+        return None if row is None else _detail(conn, _event(row))
+
+
+def event_ids(engine: Engine) -> list[str]:
+    with engine.begin() as conn:
+        return list(conn.scalars(sa.select(db.events.c.id).order_by(db.events.c.id)))
+
+
+def delete_event(engine: Engine, tenant_id: str, event_id: str) -> None:
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        if event.state == "live":
+            raise Conflict("event is live: stop it before deleting it")
+        conn.execute(db.inputs.delete().where(db.inputs.c.event_id == event_id))
+        conn.execute(db.outputs.delete().where(db.outputs.c.event_id == event_id))
+        conn.execute(db.events.delete().where(db.events.c.id == event_id))
+
+
+def set_event_state(engine: Engine, tenant_id: str, event_id: str, live: bool) -> Event:
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        if live and event.state == "live":
+            raise Conflict("event is already live")
+        if not live and event.state != "live":
+            raise Conflict(f"event is not live (state {event.state!r})")
+        return _touch(conn, event, state="live" if live else "stopped")
+
+
+# --- inputs ---
+
+
+def create_input(
+    engine: Engine, tenant_id: str, event_id: str, role: str, protocol: str, key_hash: str, key_hint: str
+) -> Input:
+    created = Input(
+        id=new_id("in"),
+        event_id=event_id,
+        tenant_id=tenant_id,
+        role=role,
+        protocol=protocol,
+        key_hash=key_hash,
+        key_hint=key_hint,
+        created_at=time.time(),
+    )
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        taken = conn.scalar(
+            sa.select(db.inputs.c.id).where(db.inputs.c.event_id == event_id, db.inputs.c.role == role)
+        )
+        if taken is not None:
+            raise Conflict(f"event already has a {role} input ({taken})")
+        conn.execute(db.inputs.insert().values(**created.__dict__))
+        _touch(conn, event)
+    return created
+
+
+def _input_row(conn: Connection, tenant_id: str, input_id: str) -> Input:
+    row = conn.execute(
+        sa.select(db.inputs).where(db.inputs.c.id == input_id, db.inputs.c.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        raise NotFound("input")
+    return _input(row)
+
+
+def get_input(engine: Engine, tenant_id: str, input_id: str) -> Input:
+    with engine.begin() as conn:
+        return _input_row(conn, tenant_id, input_id)
+
+
+def delete_input(engine: Engine, tenant_id: str, input_id: str) -> str:
+    """Delete an input; returns its event id."""
+    with engine.begin() as conn:
+        found = _input_row(conn, tenant_id, input_id)
+        event = _locked_event(conn, tenant_id, found.event_id)
+        conn.execute(db.inputs.delete().where(db.inputs.c.id == input_id))
+        _touch(conn, event)
+    return found.event_id
+
+
+# --- outputs ---
+
+
+def create_output(
+    engine: Engine, tenant_id: str, event_id: str, name: str, url: str, dest_class: str
+) -> Output:
+    created = Output(
+        id=new_id("out"),
+        event_id=event_id,
+        tenant_id=tenant_id,
+        name=name,
+        url=url,
+        dest_class=dest_class,
+        enabled=True,
+        created_at=time.time(),
+    )
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        conn.execute(db.outputs.insert().values(**created.__dict__))
+        _touch(conn, event)
+    return created
+
+
+def _output_row(conn: Connection, tenant_id: str, output_id: str) -> Output:
+    row = conn.execute(
+        sa.select(db.outputs).where(db.outputs.c.id == output_id, db.outputs.c.tenant_id == tenant_id)
+    ).first()
+    if row is None:
+        raise NotFound("output")
+    return _output(row)
+
+
+def get_output(engine: Engine, tenant_id: str, output_id: str) -> Output:
+    with engine.begin() as conn:
+        return _output_row(conn, tenant_id, output_id)
+
+
+def delete_output(engine: Engine, tenant_id: str, output_id: str) -> str:
+    """Delete an output; returns its event id."""
+    with engine.begin() as conn:
+        found = _output_row(conn, tenant_id, output_id)
+        event = _locked_event(conn, tenant_id, found.event_id)
+        conn.execute(db.outputs.delete().where(db.outputs.c.id == output_id))
+        _touch(conn, event)
+    return found.event_id
+
+
+def set_output_enabled(engine: Engine, tenant_id: str, output_id: str, enabled: bool) -> Output:
+    with engine.begin() as conn:
+        found = _output_row(conn, tenant_id, output_id)
+        event = _locked_event(conn, tenant_id, found.event_id)
+        if found.enabled != enabled:
+            conn.execute(db.outputs.update().where(db.outputs.c.id == output_id).values(enabled=enabled))
+            _touch(conn, event)
+        return _output_row(conn, tenant_id, output_id)

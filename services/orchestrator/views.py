@@ -1,0 +1,198 @@
+"""Response DTOs of the REST API and how they are built from stored records and live status.
+
+Nothing secret leaves through these types: output URLs are sanitised, stream keys appear only as a
+hint (except in ``InputCreated``, the one response that hands the key over), API keys only in
+``ApiKeyCreated``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from shared import urls
+from shared.config import Settings
+from shared.messages import DestinationClass, EventState, InputHealth, InputRole, OutputStatus
+
+from . import auth, store
+
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]  # RFC 3339, UTC
+
+
+class Healthz(msgspec.Struct, frozen=True):
+    ok: bool
+
+
+class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+class TenantView(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    created_at: Timestamp
+
+
+class TenantList(msgspec.Struct, frozen=True):
+    tenants: list[TenantView]
+
+
+class ApiKeyCreated(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    key: str  # shown once
+    created_at: Timestamp
+
+
+class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    state: EventState
+    revision: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class EventList(msgspec.Struct, frozen=True):
+    events: list[EventSummary]
+
+
+class InputView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    event_id: str
+    role: InputRole
+    protocol: str
+    publish_url: str  # stream key masked
+    stream_key_hint: str  # "…abcd"
+    created_at: Timestamp
+    # live, from the latest InputHealth (zero values when none is recent)
+    connected: bool = False
+    bitrate_bps: int = 0
+    fps: float = 0.0
+    keyframe_interval_s: float = 0.0
+    video_codec: str = ""
+    audio_codec: str = ""
+    width: int = 0
+    height: int = 0
+
+
+class InputCreated(InputView, frozen=True, kw_only=True):
+    stream_key: str  # shown once; publish_url holds it too, in full
+
+
+class OutputView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    event_id: str
+    name: str
+    url: str  # sanitised: the stream key is masked
+    dest_class: DestinationClass = msgspec.field(name="class")
+    enabled: bool
+    created_at: Timestamp
+    # live, from the latest OutputStatus ("idle" and zeros when none)
+    state: str = "idle"
+    reason: str = ""
+    last_error: str = ""
+    bytes_sent: int = 0
+    frames_sent: int = 0
+    frames_dropped: int = 0
+    connects: int = 0
+    failures: int = 0
+
+
+class EventView(EventSummary, frozen=True, kw_only=True):
+    inputs: list[InputView]
+    outputs: list[OutputView]
+
+
+def _time(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def tenant_view(tenant: store.Tenant) -> TenantView:
+    return TenantView(id=tenant.id, name=tenant.name, created_at=_time(tenant.created_at))
+
+
+def api_key_created(issued: auth.IssuedKey) -> ApiKeyCreated:
+    return ApiKeyCreated(
+        id=issued.id, tenant_id=issued.tenant_id, key=issued.key, created_at=_time(issued.created_at)
+    )
+
+
+def event_summary(event: store.Event) -> EventSummary:
+    return EventSummary(
+        id=event.id,
+        name=event.name,
+        state=event.state,  # type: ignore[arg-type]
+        revision=event.revision,
+        created_at=_time(event.created_at),
+        updated_at=_time(event.updated_at),
+    )
+
+
+def publish_url(settings: Settings, stream_key: str) -> str:
+    return f"rtmp://{settings.public_host}:{settings.rtmp_port}/live/{stream_key}"
+
+
+def input_view(settings: Settings, row: store.Input, health: InputHealth | None) -> InputView:
+    live: dict[str, Any] = {}
+    if health is not None and health.connected:
+        live = {
+            "connected": True,
+            "bitrate_bps": health.bitrate_bps,
+            "fps": health.fps,
+            "keyframe_interval_s": health.keyframe_interval_s,
+            "video_codec": health.video_codec,
+            "audio_codec": health.audio_codec,
+            "width": health.width,
+            "height": health.height,
+        }
+    return InputView(
+        id=row.id,
+        event_id=row.event_id,
+        role=row.role,  # type: ignore[arg-type]
+        protocol=row.protocol,
+        publish_url=publish_url(settings, "****" + row.key_hint),
+        stream_key_hint="…" + row.key_hint,
+        created_at=_time(row.created_at),
+        **live,
+    )
+
+
+def input_created(settings: Settings, row: store.Input, stream_key: str) -> InputCreated:
+    view = input_view(settings, row, None)
+    fields = {f: getattr(view, f) for f in view.__struct_fields__}
+    fields["publish_url"] = publish_url(settings, stream_key)
+    return InputCreated(stream_key=stream_key, **fields)
+
+
+def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
+    live: dict[str, Any] = {}
+    if status is not None:
+        live = {
+            "state": status.state,
+            "reason": status.reason,
+            "last_error": status.last_error,
+            "bytes_sent": status.bytes_sent,
+            "frames_sent": status.frames_sent,
+            "frames_dropped": status.frames_dropped,
+            "connects": status.connects,
+            "failures": status.failures,
+        }
+    return OutputView(
+        id=row.id,
+        event_id=row.event_id,
+        name=row.name,
+        url=urls.sanitize(row.url),
+        dest_class=row.dest_class,  # type: ignore[arg-type]
+        enabled=row.enabled,
+        created_at=_time(row.created_at),
+        **live,
+    )
