@@ -20,7 +20,7 @@ class MediaPacket(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One access unit: a video frame, an audio frame, or a data message (onMetaData).
 
     ``data`` is canonical: H.264 as length-prefixed (4-byte) NAL units, AAC as a raw frame, data
-    messages as the AMF0 values after the handler name. ``config`` (avcC or AudioSpecificConfig) is
+    messages as AMF0 (``"onMetaData"`` and its object). ``config`` (avcC or AudioSpecificConfig) is
     carried on every video keyframe and every audio frame so a subscriber can start at any keyframe.
     """
 

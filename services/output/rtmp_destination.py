@@ -18,7 +18,7 @@ from collections.abc import Callable
 from shared import urls
 from shared.messages import OutputSpec, OutputStatus
 from shared.rtmp import chunk
-from shared.rtmp.client_session import Acknowledged, ClientSession, Published, Rejected
+from shared.rtmp.client_session import Acknowledged, ClientSession, Published, Rejected, StatusReceived
 from shared.rtmp.errors import ProtocolError
 
 from .prepared import CHUNK_SIZE, Prepared
@@ -68,6 +68,7 @@ class RtmpDestination:
         self.frames_dropped = 0
         self.connects = 0
         self.failures = 0
+        self.acked_bytes = 0
         self._writer: asyncio.StreamWriter | None = None
         self._session: ClientSession | None = None
         self._base_ts: int | None = None
@@ -216,10 +217,10 @@ class RtmpDestination:
             if out:
                 writer.write(out)
             while (event := session.next_event()) is not None:
-                if isinstance(event, Rejected):
+                if isinstance(event, Rejected) or (isinstance(event, StatusReceived) and event.level == "error"):
                     raise DestinationRejected(self._scrub(f"{event.code}: {event.description}"[:300]))
                 if isinstance(event, Acknowledged):
-                    pass
+                    self.acked_bytes = event.sequence
 
     async def _unpublish(self) -> None:
         writer, session = self._writer, self._session

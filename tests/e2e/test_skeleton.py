@@ -51,7 +51,7 @@ def test_one_feed_to_three_destinations_rtmp_and_rtmps(
         rec = dest.wait_recording_closed(stream, 20)
         judge.assert_valid_recording(rec, min_duration=19.5, max_duration=20.5)
         info = judge.probe_packets(rec)
-        assert info["video"]["width"] == 1280 and info["video"]["height"] == 720
+        assert (info["video"].width, info["video"].height) == (1280, 720)
 
 
 def test_two_publishers_reach_only_their_own_destinations_and_a_wrong_key_is_refused(
@@ -91,7 +91,7 @@ def test_two_publishers_reach_only_their_own_destinations_and_a_wrong_key_is_ref
         rec = dest.wait_recording_closed(f"ev-{ev['name']}", 20)
         judge.assert_valid_recording(rec, min_duration=7.0)
         video = judge.probe_packets(rec)["video"]
-        assert f"{video['width']}x{video['height']}" == size, f"{ev['name']} got another event's picture"
+        assert f"{video.width}x{video.height}" == size, f"{ev['name']} got another event's picture"
     # one recording per event stream, nothing else at the destination
     assert sorted(p.name.rsplit("-", 1)[0] for p in dest.recordings()) == ["ev-a", "ev-b"]
 
@@ -122,8 +122,8 @@ def test_output_added_live_starts_within_a_gop_and_stopping_it_ends_the_stream(
     info = judge.probe_packets(rec)
     judge.assert_valid_recording(rec)
     video = info["video"]
-    assert video["keyframe_count"] >= 1
-    assert video["first_is_keyframe"], "the late output must start at a keyframe"
+    assert video.keyframe_count >= 1
+    assert video.first_is_keyframe, "the late output must start at a keyframe"
     elapsed = stopped - added
     # started from the GOP cache: at most one GOP older than the moment it was added
     assert elapsed - 1.0 <= judge.duration(rec) <= elapsed + GOP_S + 0.5
