@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+from .children import SPAWN_OPTIONS
+
 
 def nats_binary() -> str:
     candidate = Path(sys.prefix) / "bin" / "nats-server"
@@ -38,7 +40,9 @@ async def start(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = _free_port()
     conf = write_config(data_dir, port)
     with (data_dir / "nats.log").open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(nats_binary(), "-c", str(conf), stdout=log, stderr=log)
+        proc = await asyncio.create_subprocess_exec(
+            nats_binary(), "-c", str(conf), stdout=log, stderr=log, **SPAWN_OPTIONS
+        )
     url = f"nats://127.0.0.1:{port}"
     for _ in range(200):
         if proc.returncode is not None:

@@ -11,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from .children import SPAWN_OPTIONS
+
 log = logging.getLogger(__name__)
 
 RESTART_FIRST_S = 0.5
@@ -44,7 +46,7 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         child.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{child.name}", env=child.env
+            sys.executable, "-m", f"services.{child.name}", env=child.env, **SPAWN_OPTIONS
         )
         child.started_at = time.monotonic()
         log.info("launcher.started", extra={"child": child.name, "pid": child.proc.pid})
