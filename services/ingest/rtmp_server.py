@@ -13,8 +13,8 @@ import logging
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
+import msgspec
 from nats.aio.client import Client
 
 from shared import subjects
@@ -231,8 +231,6 @@ class RtmpConnection:
 
 
 def _with_seq(packet: MediaPacket, seq: int) -> MediaPacket:
-    import msgspec
-
     return msgspec.structs.replace(packet, seq=seq)
 
 
@@ -276,7 +274,7 @@ class RtmpIngest:
                 log.info("ingest.publisher_dropped", extra=conn._ctx())
                 conn.close_soon()
 
-    async def housekeeping(self, emit: Callable[[InputHealth], Awaitable[None]] | None = None) -> None:
+    async def housekeeping(self) -> None:
         """Each second: publish input health, and close connections stuck in handshake or idle."""
         while True:
             await asyncio.sleep(1.0)
