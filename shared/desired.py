@@ -68,4 +68,4 @@ class DesiredState:
                         log.exception("desired.reconcile_failed", extra={"event_id": event_id})
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await watcher.stop()  # type: ignore[no-untyped-call]
