@@ -68,6 +68,8 @@ class OutputSpec(msgspec.Struct, frozen=True):
     url: str
     dest_class: DestinationClass = "B"
     enabled: bool = True  # false once stopped on its own through the API
+    auto_disabled: str = ""  # why the output was auto-disabled; it stays off until re-enabled
+    generation: int = 0  # bumped on every re-enable, so a stale "disabled" report is told apart
 
 
 class EventSpec(msgspec.Struct, frozen=True):
@@ -118,6 +120,15 @@ class OutputStatus(msgspec.Struct, frozen=True):
     state_since: float = 0.0
     worker: str = ""
     ts: float = 0.0
+    dest_class: str = ""
+    consecutive_failures: int = 0
+    retry_delay_s: float = 0.0  # the pause chosen on entering backoff or rejected
+    next_retry_at: float = 0.0  # wall clock of the next attempt (0 when none is scheduled)
+    disabled_reason: str = ""
+    warnings: list[str] = []  # the program breaks this output's destination class (keyframe interval...)
+    queued_bytes: int = 0  # written but not yet accepted by the socket: the destination's queue
+    drop_events: int = 0  # times the queue overflowed and the destination skipped to a keyframe
+    generation: int = 0  # the OutputSpec generation this status is about
 
 
 class SessionEvent(msgspec.Struct, frozen=True):
@@ -141,6 +152,11 @@ class WorkerStats(msgspec.Struct, frozen=True):
     frames_dropped: int = 0
     latency_us: list[int] = []  # ingest receive -> last destination socket write, one per packet
     ts: float = 0.0
+    outputs_by_state: dict[str, int] = {}  # output service: how many outputs are in each state
+    reconnect_cap: int = 0  # output service: connection attempts allowed at once in this process
+    reconnecting: int = 0  # attempts running now
+    reconnecting_max: int = 0  # the most ever running at once (never above reconnect_cap)
+    reconnect_waiting: int = 0  # attempts waiting for a slot now
 
 
 _json_encoder = msgspec.json.Encoder()
