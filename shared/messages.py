@@ -72,6 +72,21 @@ class OutputSpec(msgspec.Struct, frozen=True):
     generation: int = 0  # bumped on every re-enable, so a stale "disabled" report is told apart
 
 
+FailoverPreference = Literal["primary", "equal"]
+FailoverReason = Literal["disconnect", "loss", "black", "frozen", "silence", "manual", "return"]
+
+
+class FailoverPolicy(msgspec.Struct, frozen=True):
+    """When the router leaves the live input, and when it goes back. A content trigger is off at 0."""
+
+    loss_timeout_ms: int = 2000  # no packets this long on the live input: switch
+    stable_window_s: float = 30.0  # the primary must be clean this long before the program returns
+    preference: FailoverPreference = "primary"  # "equal": stay on whichever input is live
+    black_s: float = 0.0  # black picture this long: switch
+    frozen_s: float = 0.0  # identical pictures this long: switch
+    silence_s: float = 0.0  # silent audio this long: switch
+
+
 class EventSpec(msgspec.Struct, frozen=True):
     tenant_id: str
     id: str
@@ -80,6 +95,8 @@ class EventSpec(msgspec.Struct, frozen=True):
     inputs: tuple[InputSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
     revision: int = 0
+    failover: FailoverPolicy = msgspec.field(default_factory=FailoverPolicy)
+    locked_input: str = ""  # an input id: no automatic switching, the program stays on it (or the slate)
 
 
 # --- health and state (workers -> everyone) ---
@@ -140,6 +157,62 @@ class SessionEvent(msgspec.Struct, frozen=True):
     remote: str = ""
     protocol: str = "rtmp"
     ts: float = 0.0
+
+
+class FailoverEvent(msgspec.Struct, frozen=True):
+    """One switch of the program from one source to another, published when it took effect.
+
+    ``from``/``to`` are input ids, or ``"slate"`` for the standby picture. ``activation_ms`` runs from
+    the trigger to the first program packet from the new source.
+    """
+
+    tenant_id: str
+    event_id: str
+    from_input: str = msgspec.field(default="", name="from")
+    to_input: str = msgspec.field(default="", name="to")
+    reason: FailoverReason = "loss"
+    planned: bool = False  # a return or manual switch: no gap in the program
+    trigger_ts: float = 0.0  # unix seconds
+    activated_ts: float = 0.0
+    activation_ms: float = 0.0
+    seq: int = 0  # per router process, increasing
+
+
+class RouterInputState(msgspec.Struct, frozen=True):
+    input_id: str
+    role: str
+    healthy: bool = False
+    problem: str = ""  # disconnect, loss, black, frozen or silence when not healthy
+    clean_s: float = 0.0  # how long it has been healthy
+
+
+class RouterStatus(msgspec.Struct, frozen=True):
+    """The router's view of one event, each second and on every switch."""
+
+    tenant_id: str
+    event_id: str
+    live_input: str = ""  # an input id, "slate", or "" before the program started
+    pending_input: str = ""  # a switch decided but waiting for the new source's keyframe
+    mode: Literal["auto", "locked"] = "auto"
+    locked_input: str = ""
+    inputs: list[RouterInputState] = []
+    recent_switches: list[FailoverEvent] = []
+    packets_out: int = 0
+    ts: float = 0.0
+
+
+class RouterCommand(msgspec.Struct, frozen=True):
+    """Request/reply to the event's router: a one-shot operator action."""
+
+    action: Literal["switch"]
+    input_id: str
+
+
+class RouterReply(msgspec.Struct, frozen=True):
+    ok: bool
+    code: str = ""  # on refusal: locked, unknown_input, not_delivering
+    message: str = ""
+    live_input: str = ""
 
 
 class WorkerStats(msgspec.Struct, frozen=True):

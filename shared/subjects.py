@@ -59,6 +59,27 @@ INGEST_REFUSED = "fanout.session.unknown.ingest"
 ALL_INGEST_SESSIONS = "fanout.session.*.*.ingest"
 
 
+def failover_events(tenant: str, event: str) -> str:
+    """Every switch of the event's program (FailoverEvent), published by the router."""
+    return f"fanout.failover.{token(tenant)}.{token(event)}"
+
+
+ALL_FAILOVER_EVENTS = "fanout.failover.*.*"
+
+
+def router_status(tenant: str, event: str) -> str:
+    """The router's RouterStatus of one event: live input, mode, recent switches."""
+    return f"fanout.state.{token(tenant)}.{token(event)}.router"
+
+
+ALL_ROUTER_STATUS = "fanout.state.*.*.router"
+
+
+def router_command(tenant: str, event: str) -> str:
+    """Request/reply: RouterCommand to the event's router, answered with a RouterReply."""
+    return f"fanout.cmd.{token(tenant)}.{token(event)}.router"
+
+
 def desired_event_key(event: str) -> str:
     return f"event.{token(event)}"
 
