@@ -1,75 +1,369 @@
-"""Per event: subscribe to the inputs, choose the live one, republish it as the program."""
+"""Per event: watch both inputs, decide which is on air, republish it as one continuous program.
+
+The asyncio shell around ``failover.step``. It subscribes to every input of the event all the time
+(the backup stays warm: its latest GOP is cached), to the event's ingest session events (a disconnect
+triggers at once) and to router commands (manual switch); a 100 ms tick lets silence be noticed. It
+carries out the machine's effects: restart the program timeline on another source (from the cached
+keyframe when unplanned, at the next keyframe when planned), run the slate, publish FailoverEvents and
+the router status. Everything that touches the timeline runs under one lock, so packets of a replayed
+GOP and live packets never interleave.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from concurrent.futures import Executor
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from shared import subjects
-from shared.messages import EventSpec, decode_packet, encode_packet
+from shared.messages import (
+    EventSpec,
+    FailoverEvent,
+    MediaPacket,
+    RouterCommand,
+    RouterInputState,
+    RouterReply,
+    RouterStatus,
+    SessionEvent,
+    decode,
+    decode_packet,
+    encode,
+    encode_packet,
+)
 
-from .selector import DEFAULT_LOSS_TIMEOUT_S, Candidate, choose
+from . import failover
+from .content_monitor import ContentMonitor
+from .failover import SLATE
+from .gop_cache import GopCache
+from .slate import SlateClock, SlateMedia, SlateParams, encode_slate
 from .timeline import ProgramTimeline
 
 log = logging.getLogger(__name__)
 
+TICK_S = 0.1
+STATUS_INTERVAL_S = 1.0
+MAX_REPLAY_AGE_S = 4.0  # an older cached keyframe would put the program too far ahead of the wall clock
+SLATE_WAIT_S = 10.0
+
+
+def _inputs(spec: EventSpec) -> tuple[tuple[str, str], ...]:
+    return tuple((i.id, i.role) for i in spec.inputs)
+
+
+def _wall(monotonic_s: float) -> float:
+    return time.time() - (time.monotonic() - monotonic_s)
+
 
 class EventRouter:
-    def __init__(self, nc: Client, spec: EventSpec) -> None:
+    def __init__(self, nc: Client, spec: EventSpec, pool: Executor) -> None:
         self._nc = nc
         self.spec = spec
-        self._timeline = ProgramTimeline()
-        self._last_packet: dict[str, float] = {}
-        self._program_subject = subjects.program_media(spec.tenant_id, spec.id)
-        self._sub: Subscription | None = None
-        self.packets_out = 0
         self._ctx = {"tenant_id": spec.tenant_id, "event_id": spec.id}
+        self._timeline = ProgramTimeline()
+        self.state = failover.initial(spec.failover, _inputs(spec), spec.locked_input, time.monotonic())
+        self._caches: dict[str, GopCache] = {}
+        self._content = ContentMonitor(pool, self._ctx)
+        self._lock = asyncio.Lock()
+        self._program_subject = subjects.program_media(spec.tenant_id, spec.id)
+        self._subs: list[Subscription] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.packets_out = 0
+        self._seq = 0
+        self.switches: deque[FailoverEvent] = deque(maxlen=failover.RECENT_MAX)
+        # the slate: encoded once per program format, in a thread
+        self._video_config = b""
+        self._audio_config = b""
+        self._slate: SlateMedia | None = None
+        self._slate_wanted: SlateParams | None = None
+        self._slate_encoding: asyncio.Task[None] | None = None
+        self._slate_ready = asyncio.Event()
+        self._slate_task: asyncio.Task[None] | None = None
+        self._replayed: MediaPacket | None = None  # the last packet a switch replayed from a GOP cache
+
+    # --- lifecycle ---
 
     async def start(self) -> None:
-        self._sub = await self._nc.subscribe(
-            subjects.event_inputs_media(self.spec.tenant_id, self.spec.id),
-            cb=self._on_msg,
-            pending_msgs_limit=20_000,
-            pending_bytes_limit=256 * 1024 * 1024,
+        t, e = self.spec.tenant_id, self.spec.id
+        limits = {"pending_msgs_limit": 20_000, "pending_bytes_limit": 256 * 1024 * 1024}
+        self._subs.append(
+            await self._nc.subscribe(subjects.event_inputs_media(t, e), cb=self._on_media, **limits)
+        )  # type: ignore[arg-type]
+        self._subs.append(await self._nc.subscribe(subjects.ingest_session(t, e), cb=self._on_session))
+        self._subs.append(await self._nc.subscribe(subjects.router_command(t, e), cb=self._on_command))
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name=f"router-tick-{e}"))
+        self._tasks.append(asyncio.create_task(self._status_loop(), name=f"router-status-{e}"))
+        log.info(
+            "router.event_started",
+            extra={**self._ctx, "mode": self.state.mode, "locked_input": self.spec.locked_input},
         )
-        log.info("router.event_started", extra=self._ctx)
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        tasks = [*self._tasks, self._slate_task, self._slate_encoding]
+        self._tasks = []
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+        for task in tasks:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         log.info("router.event_stopped", extra=self._ctx)
 
-    def update(self, spec: EventSpec) -> None:
+    async def update(self, spec: EventSpec) -> None:
         self.spec = spec
+        event = failover.Configure(_inputs(spec), spec.failover, spec.locked_input)
+        async with self._lock:
+            await self._apply(event, time.monotonic())
+        await self._publish_status()
 
-    async def _on_msg(self, msg: Msg) -> None:
+    # --- inputs ---
+
+    async def _on_media(self, msg: Msg) -> None:
         try:
             packet = decode_packet(msg.data)
         except Exception as exc:
             log.warning("router.bad_packet", extra={**self._ctx, "error": str(exc)})
             return
         now = time.monotonic()
-        self._last_packet[packet.source] = now
-        if packet.source != self._timeline.source:
-            self._reselect(now)
-        elif packet.kind == "video" and packet.keyframe:
-            self._reselect(now)  # a preferred input coming back takes over at its keyframe
-        out = self._timeline.feed(packet, now)
+        async with self._lock:
+            self._caches.setdefault(packet.source, GopCache()).add(packet, now)
+            self._replayed = None
+            if packet.kind == "video":
+                await self._apply(failover.Packet(packet.source), now)  # may replay the GOP up to here
+            self._content.offer(packet, self.state.policy)
+            if self._replayed is not packet:
+                await self._feed(packet, now, now, msg.data)
+
+    async def _on_session(self, msg: Msg) -> None:
+        try:
+            event = decode(msg.data, SessionEvent)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if event.action != "closed" or not event.input_id:
+            return
+        async with self._lock:
+            cache = self._caches.get(event.input_id)
+            if cache is not None:
+                cache.clear()
+            self._content.forget(event.input_id)
+            await self._apply(failover.Disconnected(event.input_id), time.monotonic())
+
+    async def _on_command(self, msg: Msg) -> None:
+        try:
+            command = decode(msg.data, RouterCommand)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            reply = RouterReply(ok=False, code="bad_request", message=str(exc))
+        else:
+            async with self._lock:
+                effects = await self._apply(failover.ManualSwitch(command.input_id), time.monotonic())
+            answer = next((e for e in effects if isinstance(e, failover.Reply)), None)
+            reply = RouterReply(
+                ok=answer is not None and answer.ok,
+                code=answer.code if answer else "internal",
+                message=answer.message if answer else "",
+                live_input=self.state.live or "",
+            )
+            log.info(
+                "router.manual_switch",
+                extra={**self._ctx, "input_id": command.input_id, "ok": reply.ok, "code": reply.code},
+            )
+        with contextlib.suppress(Exception):
+            await msg.respond(encode(reply))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)  # ok-sleep: the failover clock (loss timeout, content durations)
+            try:
+                async with self._lock:
+                    now = time.monotonic()
+                    for input_id, kind, bad in self._content.drain():
+                        await self._apply(failover.Content(input_id, kind, bad), now)  # type: ignore[arg-type]
+                    await self._apply(failover.Tick(), now)
+            except Exception:
+                log.exception("router.tick_failed", extra=self._ctx)
+
+    # --- the machine and its effects ---
+
+    async def _apply(self, event: failover.Event, now: float) -> list[failover.Effect]:
+        self.state, effects = failover.step(self.state, event, now)
+        for effect in effects:
+            if isinstance(effect, failover.SwitchTo):
+                await self._switch(effect, now)
+            elif isinstance(effect, failover.Announce):
+                await self._announce(effect.switch)
+        return effects
+
+    async def _switch(self, effect: failover.SwitchTo, now: float) -> None:
+        log.info(
+            "router.switch",
+            extra={
+                **self._ctx,
+                "from": self.state.live or "",
+                "to": effect.source,
+                "reason": effect.reason,
+                "planned": effect.planned,
+            },
+        )
+        self._timeline.switch_to(effect.source)
+        if effect.source == SLATE:
+            if self._slate_task is None or self._slate_task.done():
+                self._slate_task = asyncio.create_task(self._run_slate(), name=f"slate-{self.spec.id}")
+            return
+        if effect.planned:
+            return  # at the input's next keyframe: no gap, no rewind
+        cache = self._caches.get(effect.source)
+        for packet, arrived in cache.replay(now, MAX_REPLAY_AGE_S) if cache else []:
+            await self._feed(packet, arrived, now)
+            self._replayed = packet
+
+    async def _feed(self, packet: MediaPacket, arrived: float, now: float, raw: bytes | None = None) -> None:
+        before = self._timeline.source
+        out = self._timeline.feed(packet, arrived)
         if out is None:
             return
+        if out.config and (out.keyframe if out.kind == "video" else out.config != self._audio_config):
+            self._note_format(out)
         self.packets_out += 1
-        await self._nc.publish(self._program_subject, msg.data if out is packet else encode_packet(out))
+        await self._nc.publish(self._program_subject, raw if out is packet and raw else encode_packet(out))
+        if self._timeline.source != before and self._timeline.source is not None:
+            await self._apply(failover.Activated(self._timeline.source), now)
 
-    def _reselect(self, now: float) -> None:
-        candidates = [Candidate(i.id, i.role, self._last_packet.get(i.id)) for i in self.spec.inputs]
-        choice = choose(candidates, self._timeline.source, now, DEFAULT_LOSS_TIMEOUT_S)
-        if choice is not None and choice != self._timeline.source and choice != self._timeline.pending:
-            log.info(
-                "router.switch_pending", extra={**self._ctx, "from": self._timeline.source, "to": choice}
+    async def _announce(self, switch: failover.Switch) -> None:
+        self._seq += 1
+        event = FailoverEvent(
+            tenant_id=self.spec.tenant_id,
+            event_id=self.spec.id,
+            from_input=switch.from_source,
+            to_input=switch.to_source,
+            reason=switch.reason,  # type: ignore[arg-type]
+            planned=switch.planned,
+            trigger_ts=_wall(switch.triggered_at),
+            activated_ts=_wall(switch.activated_at),
+            activation_ms=round(switch.activation_s * 1000, 1),
+            seq=self._seq,
+        )
+        self.switches.append(event)
+        log.info(
+            "router.failover",
+            extra={
+                **self._ctx,
+                "from": event.from_input,
+                "to": event.to_input,
+                "reason": event.reason,
+                "planned": event.planned,
+                "activation_ms": event.activation_ms,
+            },
+        )
+        with contextlib.suppress(Exception):
+            await self._nc.publish(subjects.failover_events(self.spec.tenant_id, self.spec.id), encode(event))
+        await self._publish_status()
+
+    # --- status ---
+
+    def status(self) -> RouterStatus:
+        now = time.monotonic()
+        state = self.state
+        return RouterStatus(
+            tenant_id=self.spec.tenant_id,
+            event_id=self.spec.id,
+            live_input=state.live or "",
+            pending_input=state.pending.to_source if state.pending else "",
+            mode=state.mode,
+            locked_input=state.locked_input if state.mode == "locked" else "",
+            inputs=[
+                RouterInputState(
+                    input_id=t.input_id,
+                    role=t.role,
+                    healthy=failover.problem(t, state.policy, now) is None,
+                    problem=failover.problem(t, state.policy, now) or "",
+                    clean_s=round(failover.clean_for(t, state.policy, now), 1),
+                )
+                for t in state.tracks
+            ],
+            recent_switches=list(self.switches),
+            packets_out=self.packets_out,
+            ts=time.time(),
+        )
+
+    async def _publish_status(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.publish(
+                subjects.router_status(self.spec.tenant_id, self.spec.id), encode(self.status())
             )
-            self._timeline.switch_to(choice)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._publish_status()
+            await asyncio.sleep(STATUS_INTERVAL_S)  # ok-sleep: periodic status report
+
+    # --- the slate ---
+
+    def _note_format(self, packet: MediaPacket) -> None:
+        """Keep a slate encoded for the program's current format (inputs only, never the slate's own)."""
+        if self._timeline.source == SLATE:
+            return
+        if packet.kind == "video":
+            self._video_config = packet.config
+        else:
+            self._audio_config = packet.config
+        params = SlateParams.of_program(self._video_config, self._timeline.frame_ticks, self._audio_config)
+        if params is None or params == self._slate_wanted:
+            return
+        self._slate_wanted = params
+        if self._slate_encoding is None or self._slate_encoding.done():
+            self._slate_encoding = asyncio.create_task(
+                self._encode_slate(), name=f"slate-encode-{self.spec.id}"
+            )
+
+    async def _encode_slate(self) -> None:
+        while self._slate_wanted is not None and (
+            self._slate is None or self._slate.params != self._slate_wanted
+        ):
+            params = self._slate_wanted
+            try:
+                media = await asyncio.to_thread(encode_slate, params)
+            except Exception:
+                log.exception("router.slate_failed", extra={**self._ctx, "params": str(params)})
+                return
+            self._slate = media
+            self._slate_ready.set()
+            log.info("router.slate_ready", extra={**self._ctx, "params": str(params)})
+
+    def _on_slate(self) -> bool:
+        return SLATE in (self._timeline.source, self._timeline.pending)
+
+    async def _run_slate(self) -> None:
+        """Loop the slate in real time while it is on air (or about to be)."""
+        try:
+            await asyncio.wait_for(self._slate_ready.wait(), SLATE_WAIT_S)
+        except TimeoutError:
+            log.error("router.slate_unavailable", extra=self._ctx)
+            return
+        assert self._slate is not None
+        clock = SlateClock(self._slate)
+        started = time.monotonic()
+        log.info("router.slate_started", extra=self._ctx)
+        while self._on_slate():
+            async with self._lock:
+                if not self._on_slate():
+                    break
+                now = time.monotonic()
+                for packet in clock.due(now - started):
+                    if not self._on_slate():
+                        break
+                    await self._feed(packet, now, now)
+            delay = started + clock.next_due_s() - time.monotonic()
+            await asyncio.sleep(max(0.0, delay))  # ok-sleep: the slate is paced by the wall clock
+        log.info("router.slate_stopped", extra=self._ctx)

@@ -6,6 +6,12 @@ effect at the next video keyframe of the new source; its timestamps are offset s
 continues from where it stopped plus the real time that passed (at least one frame), so destinations
 never see time go backwards and latency does not build up across switches. A source whose own clock
 jumps (publisher restart, encoder reset) is re-anchored the same way at its next keyframe.
+
+``now`` is when the packet arrived. A switch may start from a keyframe that arrived a little earlier
+(the new source's cached GOP, fed with the times it arrived), so the program can run ahead of the wall
+clock by up to one GOP. The timeline keeps a wall-clock reference and absorbs that lead at the next
+switch (jumping less than the real gap, never less than a frame); when the program is behind, it
+accepts the lag rather than jump further than the real gap. Either way it never drifts.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ class ProgramTimeline:
         self._frame = DEFAULT_FRAME
         self._last_video_in: int | None = None
         self._awaiting_keyframe = False
+        self._ref: tuple[float, int] | None = None  # (arrival time, program dts) on the wall clock
+
+    @property
+    def frame_ticks(self) -> int:
+        """The live source's frame duration (1/90000), as measured from its video DTS."""
+        return self._frame
+
+    @property
+    def last_dts(self) -> int | None:
+        return max(self._last_dts.values()) if self._last_dts else None
 
     def switch_to(self, source: str) -> None:
         """Make ``source`` live at its next video keyframe (immediately if nothing is live yet)."""
@@ -67,12 +83,17 @@ class ProgramTimeline:
     def _anchor(self, packet: MediaPacket, now: float) -> None:
         self._awaiting_keyframe = False
         self._last_video_in = None
-        if not self._last_dts or self._last_wall is None:
+        if not self._last_dts or self._last_wall is None or self._ref is None:
             self.offset = 0 if packet.dts >= 0 else -packet.dts
+            self._ref = (now, packet.dts + self.offset)
             return
         last = max(self._last_dts.values())
-        gap = max(self._frame, int((now - self._last_wall) * TIMEBASE))
-        self.offset = last + gap - packet.dts
+        real_gap = max(self._frame, round((now - self._last_wall) * TIMEBASE))
+        on_time = self._ref[1] + round((now - self._ref[0]) * TIMEBASE)
+        jump = max(self._frame, min(real_gap, on_time - last))
+        if on_time - last > real_gap:  # behind the wall clock: keep the lag, jump only the real gap
+            self._ref = (now, last + jump)
+        self.offset = last + jump - packet.dts
 
     def _emit(self, packet: MediaPacket, now: float) -> MediaPacket | None:
         dts = packet.dts + self.offset
