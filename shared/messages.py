@@ -60,6 +60,16 @@ class InputSpec(msgspec.Struct, frozen=True):
     role: InputRole
     protocol: str
     key_hash: str  # sha256 hex of the stream key; the key itself is never on the bus
+    # SRT only: the input's AES passphrase (an ingest credential: never logged) and its receive latency
+    passphrase: str = ""
+    pbkeylen: int = 0  # 16, 24 or 32; 0 when not encrypted
+    latency_ms: int = 120
+
+    def __repr__(self) -> str:
+        return (
+            f"InputSpec(id={self.id!r}, role={self.role!r}, protocol={self.protocol!r}, "
+            f"encrypted={bool(self.passphrase)}, latency_ms={self.latency_ms})"
+        )
 
 
 class OutputSpec(msgspec.Struct, frozen=True):
@@ -120,6 +130,19 @@ class InputHealth(msgspec.Struct, frozen=True):
     connected_since: float = 0.0
     packets: int = 0
     ts: float = 0.0
+    # SRT transport, each second (zero for RTMP): totals since the connection started, rates now
+    rtt_ms: float = 0.0
+    send_rate_bps: int = 0
+    recv_rate_bps: int = 0
+    pkt_loss: int = 0
+    pkt_retrans: int = 0
+    pkt_drop: int = 0  # too late to play
+    rcv_buffer_ms: int = 0
+    flight_size: int = 0
+    latency_ms: int = 0
+    loss_pct: float = 0.0  # over the last few seconds
+    degraded: bool = False  # a contribution threshold crossed (sustained loss >= 1 %, RTT > 150 ms, drops)
+    degraded_reasons: tuple[str, ...] = ()
 
 
 class OutputStatus(msgspec.Struct, frozen=True):
