@@ -118,6 +118,13 @@ def _check_hostname(host: str) -> None:
 def _app_stream(path_and_query: str) -> tuple[str, str]:
     path, qmark, query = path_and_query.partition("?")
     segments = path.split("/")[1:]  # path starts with "/" when present
+    if len(segments) == 1 and segments[0] and "/" in query:
+        # "app?args/key", as YouTube's backup ingest is written (live2?backup=1/KEY): the
+        # arguments belong to the app (connect's tcUrl), the key follows the last '/'
+        app_args, _, key = query.rpartition("/")
+        if not key:
+            raise ValueError(f"URL has no stream key after the app (like {_EXAMPLE})")
+        return f"{segments[0]}?{app_args}", key
     if len(segments) < 2 or not segments[0]:
         raise ValueError(f"URL must name an app and a stream key (like {_EXAMPLE})")
     if not segments[-1]:

@@ -1,13 +1,15 @@
 """Per event, per process: one subscription to the program feeding every destination of the event.
 
 Each packet is serialised once (``Preparer``) and the same bytes go to every live destination. A GOP
-cache (from the last keyframe) lets a destination that goes live mid-stream start at once.
+cache (from the last keyframe) lets a destination that goes live mid-stream start at once. The
+fan-out also measures the program (bitrate, keyframe interval) for class checks and queue sizes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -17,6 +19,7 @@ from shared import subjects
 from shared.messages import decode_packet
 from shared.rtmp import chunk
 
+from .policy import ProgramFacts
 from .prepared import Prepared, Preparer
 from .rtmp_destination import RtmpDestination
 
@@ -24,6 +27,37 @@ log = logging.getLogger(__name__)
 
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
 LATENCY_SAMPLES_MAX = 10_000
+BITRATE_WINDOW_MS = 5_000
+GOPS_REMEMBERED = 3
+
+
+class ProgramMeter:
+    """Bitrate over the last few seconds of media time, and the longest of the last few GOPs."""
+
+    def __init__(self) -> None:
+        self._sizes: deque[tuple[int, int]] = deque()  # (program ms, bytes)
+        self._bytes = 0
+        self._last_keyframe_ms: int | None = None
+        self._gops: deque[int] = deque(maxlen=GOPS_REMEMBERED)
+
+    def add(self, item: Prepared) -> None:
+        ts = item.timestamp
+        self._sizes.append((ts, len(item.body)))
+        self._bytes += len(item.body)
+        while self._sizes and (ts - self._sizes[0][0] > BITRATE_WINDOW_MS or ts < self._sizes[0][0]):
+            self._bytes -= self._sizes.popleft()[1]
+        if item.keyframe:
+            if self._last_keyframe_ms is not None and ts > self._last_keyframe_ms:
+                self._gops.append(ts - self._last_keyframe_ms)
+            self._last_keyframe_ms = ts
+
+    def facts(self) -> ProgramFacts:
+        bitrate = 0
+        if len(self._sizes) > 1:
+            span_ms = self._sizes[-1][0] - self._sizes[0][0]
+            if span_ms >= 1000:
+                bitrate = self._bytes * 8 * 1000 // span_ms
+        return ProgramFacts(bitrate_bps=bitrate, keyframe_interval_s=max(self._gops, default=0) / 1000)
 
 
 class EventFanout:
@@ -39,6 +73,7 @@ class EventFanout:
         self.packets_in = 0
         self.latency_us: list[int] = []  # drained each second by the service
         self.bad_packets = 0
+        self.meter = ProgramMeter()
         self.ctx = {"tenant_id": tenant_id, "event_id": event_id}
 
     async def start(self) -> None:
@@ -70,6 +105,9 @@ class EventFanout:
         if dest in self.live:
             self.live.remove(dest)
 
+    def facts(self) -> ProgramFacts:
+        return self.meter.facts()
+
     async def _on_msg(self, msg: Msg) -> None:
         try:
             packet = decode_packet(msg.data)
@@ -78,16 +116,19 @@ class EventFanout:
             log.warning("output.bad_packet", extra={**self.ctx, "error": str(exc)})
             return
         self.packets_in += 1
-        for item in self._preparer.prepare(packet):
+        prep = self._preparer
+        for item in prep.prepare(packet):
             self._cache(item)
+            self.meter.add(item)
+            header = item is prep.video_header or item is prep.audio_header or item is prep.metadata
             for dest in self.live:
                 if not dest.started:
                     if not item.keyframe:
                         continue
                     dest.begin(item.timestamp)
-                    for header in self._preparer.headers():
-                        dest.write(header, header=True)
-                dest.send(item)
+                    for cached in prep.headers():
+                        dest.write(cached, header=True)
+                dest.send(item, header)
             if item.recv_ns and len(self.latency_us) < LATENCY_SAMPLES_MAX:
                 self.latency_us.append((time.time_ns() - item.recv_ns) // 1000)
 

@@ -1,8 +1,11 @@
-"""One RTMP/RTMPS destination: connect, publish, write shared bytes, reconnect with backoff.
+"""One RTMP/RTMPS destination: the asyncio shell around ``OutputMachine`` and ``ClientSession``.
 
-The asyncio shell around ``shared.rtmp.ClientSession``. Media is written straight into the transport
-from the event's fan-out (no task switch per packet); the transport's buffer is the destination's
-bounded queue: past ``HIGH_WATER`` bytes the destination drops to the next keyframe and counts it.
+The machine decides (connect, go live, back off, refuse, disable, stop); this shell connects, publishes,
+writes, reads acknowledgements, and feeds the machine what happened. Media is written straight into
+the transport from the event's fan-out (no task switch per packet); the transport's buffer is the
+destination's bounded queue: past the class's high-water mark the destination drops to the next
+keyframe and counts what it dropped, so a slow destination never delays the others or grows memory.
+Connection attempts take a slot from the process's ``ReconnectGate`` first.
 """
 
 from __future__ import annotations
@@ -11,30 +14,51 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from shared import urls
 from shared.messages import OutputSpec, OutputStatus
 from shared.rtmp import chunk
-from shared.rtmp.client_session import Acknowledged, ClientSession, Published, Rejected, StatusReceived
+from shared.rtmp.client_session import (
+    Acknowledged,
+    ClientSession,
+    ClientState,
+    Published,
+    Rejected,
+    StatusReceived,
+)
 from shared.rtmp.errors import ProtocolError
 
+from . import policy as policies
+from . import state as sm
+from .liveness import Liveness
+from .policy import DestinationPolicy, ProgramFacts
 from .prepared import CHUNK_SIZE, Prepared
-from .state import OutputState, backoff_delay, check_transition
+from .reconnect_gate import ReconnectGate
+from .state import OutputMachine, OutputState
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10.0
-HIGH_WATER = 4 * 1024 * 1024
-LOW_WATER = 1 * 1024 * 1024
-STALL_LIMIT_S = 10.0
 EXTENDED_TS = 0xFFFFFF
+SEND_BUFFER = 512 * 1024  # kernel send buffer: small enough that our own queue is where media waits
+_NETWORK_ERRORS = (OSError, ProtocolError, TimeoutError, asyncio.IncompleteReadError, EOFError)
+_TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
 
 class DestinationRejected(Exception):
-    pass
+    """The destination answered and said no: bad key, name in use, TLS or auth failure."""
+
+
+class Program(Protocol):
+    """What a destination needs of its event's fan-out."""
+
+    def attach(self, dest: RtmpDestination) -> None: ...
+    def detach(self, dest: RtmpDestination) -> None: ...
+    def facts(self) -> ProgramFacts: ...
 
 
 class RtmpDestination:
@@ -43,42 +67,51 @@ class RtmpDestination:
         tenant_id: str,
         event_id: str,
         spec: OutputSpec,
-        attach: Callable[[RtmpDestination], None],
-        detach: Callable[[RtmpDestination], None],
+        policy: DestinationPolicy,
+        program: Program,
+        gate: ReconnectGate,
         on_status: Callable[[OutputStatus], None],
         worker: str,
         ca_file: str | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.tenant_id = tenant_id
         self.event_id = event_id
         self.spec = spec
+        self.policy = policy
         self.target = urls.parse_destination_url(spec.url)
         self.safe_url = urls.sanitize(spec.url)
-        self._attach = attach
-        self._detach = detach
+        self._program = program
+        self._gate = gate
         self._on_status = on_status
         self._worker = worker
         self._ca_file = ca_file
-        self.state = OutputState.IDLE
-        self.state_since = time.time()
-        self.reason = ""
-        self.last_error = ""
+        self._rand = rand
+        self._wall_offset = time.time() - time.monotonic()
+        self.machine = OutputMachine(policy, time.monotonic())
         self.bytes_sent = 0
         self.frames_sent = 0
         self.frames_dropped = 0
-        self.connects = 0
-        self.failures = 0
-        self.acked_bytes = 0
+        self.drop_events = 0
+        self.warnings: list[str] = []
+        self._high, self._low = policies.queue_limits(policy, 0)
         self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.StreamReader | None = None
         self._session: ClientSession | None = None
+        self._liveness: Liveness | None = None
+        self._conn_bytes = 0  # every byte handed to the transport on the current connection
+        self._lost_reason = ""
+        self._live = False
         self._base_ts: int | None = None
         self._dropping = False
         self._stream_id = 1
-        self._stopping = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._last_buffer = 0
-        self._stall_since: float | None = None
         self.ctx = {"tenant_id": tenant_id, "event_id": event_id, "output_id": spec.id}
+
+    @property
+    def state(self) -> OutputState:
+        return self.machine.state
 
     # --- lifecycle ---
 
@@ -86,145 +119,180 @@ class RtmpDestination:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        self._stopping.set()
-        await self._unpublish()
-        if self._task is not None:
+        """Stop for good; a live stream is unpublished first so the platform ends it cleanly."""
+        self._stopping = True
+        effects = self.machine.handle(sm.Stop(time.monotonic()))
+        if any(isinstance(e, sm.Disconnect) and e.unpublish for e in effects):
+            await self._unpublish()
+        if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        self._set_state(OutputState.STOPPED, "stopped")
-
-    def _scrub(self, text: str) -> str:
-        """Error text from a peer or the OS can echo the URL or stream key: never let it through."""
-        text = text.replace(self.spec.url, self.safe_url)
-        key = self.target.stream_name.split("?", 1)[0]
-        return text.replace(key, urls.mask_secret(key)) if len(key) >= 4 else text
-
-    def _set_state(self, new: OutputState, reason: str) -> None:
-        if new is self.state:
-            return
-        try:
-            check_transition(self.state, new)
-        except ValueError:
-            log.error("output.bad_transition", extra={**self.ctx, "old": self.state.value, "new": new.value})
-            return
-        log.info(
-            "output.state", extra={**self.ctx, "old": self.state.value, "new": new.value, "reason": reason}
-        )
-        self.state = new
-        self.state_since = time.time()
-        self.reason = reason
-        self._on_status(self.status())
-
-    def status(self) -> OutputStatus:
-        return OutputStatus(
-            tenant_id=self.tenant_id,
-            event_id=self.event_id,
-            output_id=self.spec.id,
-            state=self.state.value,
-            reason=self.reason,
-            last_error=self.last_error,
-            bytes_sent=self.bytes_sent,
-            frames_sent=self.frames_sent,
-            frames_dropped=self.frames_dropped,
-            connects=self.connects,
-            failures=self.failures,
-            state_since=self.state_since,
-            worker=self._worker,
-            ts=time.time(),
-        )
+        self._apply(effects)
+        self._close_transport()
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._set_state(OutputState.CONNECTING, "connect")
-            rejected = False
-            try:
-                await self._connect_and_publish()
-                self.connects += 1
-                self.failures = 0
-                self._set_state(OutputState.LIVE, "published")
-                self._attach(self)
-                await self._read_loop()
-                self.last_error = "destination closed the connection"
-            except asyncio.CancelledError:
-                raise
-            except DestinationRejected as exc:
-                rejected = True
-                self.last_error = str(exc)
-            except (OSError, ssl.SSLError, ProtocolError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                self.last_error = self._scrub(f"{type(exc).__name__}: {exc}")
-            finally:
-                self._detach(self)
-                self._close_transport()
-            if self._stopping.is_set():
-                return
-            self.failures += 1
-            log.warning("output.failed", extra={**self.ctx, "error": self.last_error, "url": self.safe_url})
-            if rejected:
-                self._set_state(OutputState.REJECTED, "destination refused the publish")
-                delay = backoff_delay(self.failures, first=5.0, cap=60.0, jitter=random.random())
+        m = self.machine
+        if self.spec.auto_disabled:
+            self._apply(m.handle(sm.Disable(time.monotonic(), self.spec.auto_disabled)))
+            return
+        self._apply(m.handle(sm.Start(time.monotonic())))
+        while not self._stopping:
+            if m.state is OutputState.CONNECTING:
+                await self._attempt()
+            elif m.state in (OutputState.BACKOFF, OutputState.REJECTED):
+                await asyncio.sleep(max(0.0, m.retry_at - time.monotonic()))
+                self._apply(m.handle(sm.RetryDue(time.monotonic())))
             else:
-                self._set_state(OutputState.BACKOFF, "connection failed")
-                delay = backoff_delay(self.failures, first=1.0, cap=30.0, jitter=random.random())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                return  # disabled: off until re-enabled through the API (a new destination)
+
+    def _apply(self, effects: list[sm.Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, sm.StateChanged):
+                log.info(
+                    "output.state",
+                    extra={
+                        **self.ctx,
+                        "old": effect.old.value,
+                        "new": effect.new.value,
+                        "reason": effect.reason,
+                        "error": self.machine.last_error if effect.new is not OutputState.LIVE else "",
+                    },
+                )
+                if effect.new is OutputState.DISABLED:
+                    log.warning(
+                        "output.auto_disabled", extra={**self.ctx, "reason": self.machine.disabled_reason}
+                    )
+                self._on_status(self.status())
+            elif isinstance(effect, sm.Attach):
+                self._live = True
+                self._program.attach(self)
+            elif isinstance(effect, sm.Disconnect):
+                self._live = False
+                self._program.detach(self)
+                self._close_transport()
+
+    def _fail(self, error: str, rejected: bool = False) -> None:
+        if self._stopping:
+            return  # the connection ends because we are stopping: not a failure
+        error = self._scrub(error)
+        log.warning(
+            "output.failed",
+            extra={**self.ctx, "error": error, "rejected": rejected, "url": self.safe_url},
+        )
+        self._apply(self.machine.handle(sm.Failed(time.monotonic(), error, rejected, self._rand())))
+
+    async def _attempt(self) -> None:
+        try:
+            async with self._gate.slot(self.policy.priority):
+                await self._connect_and_publish()
+        except DestinationRejected as exc:
+            self._fail(f"destination refused the publish: {exc}", rejected=True)
+            return
+        except _TLS_TRANSPORT_ERRORS as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return
+        except ssl.SSLError as exc:  # a certificate or TLS setup the destination will not accept
+            self._fail(f"TLS failed: {exc}", rejected=True)
+            return
+        except _NETWORK_ERRORS as exc:
+            self._fail(_describe(exc, f"no answer within {self.policy.stall_limit_s:g} s"))
+            return
+        except Exception as exc:  # a bug must not leave the output stuck in connecting
+            log.exception("output.attempt_crashed", extra=self.ctx)
+            self._fail(f"internal error: {type(exc).__name__}")
+            return
+        if self._stopping:
+            return
+        self._apply(self.machine.handle(sm.Published(time.monotonic())))
+        try:
+            await self._read_loop()
+        except DestinationRejected as exc:
+            self._fail(f"destination ended the publish: {exc}", rejected=True)
+        except (*_NETWORK_ERRORS, ssl.SSLError) as exc:
+            self._fail(self._lost_reason or _describe(exc, "timed out"))
+        except Exception as exc:
+            log.exception("output.read_crashed", extra=self.ctx)
+            self._fail(f"internal error: {type(exc).__name__}")
+
+    # --- connection ---
 
     async def _connect_and_publish(self) -> None:
-        t = self.target
+        t, p = self.target, self.policy
         tls: ssl.SSLContext | None = None
         if t.scheme == "rtmps":
             tls = ssl.create_default_context()
             if self._ca_file:
                 tls.load_verify_locations(cafile=self._ca_file)
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        rate = self._program.facts().bitrate_bps // 8
+        window = policies.ack_window(p, rate)
+        self._high, self._low = policies.queue_limits(p, rate)
+        async with asyncio.timeout(p.stall_limit_s):
             reader, writer = await asyncio.open_connection(
                 t.host, t.port, ssl=tls, server_hostname=t.host if tls else None, limit=256 * 1024
             )
-            self._writer = writer
-            self._reader = reader
+            self._writer, self._reader = writer, reader
+            _tune_socket(writer, p.stall_limit_s)
             session = ClientSession(
-                app=t.app, stream_name=t.stream_name, tc_url=t.tc_url, chunk_size_out=CHUNK_SIZE
+                app=t.app,
+                stream_name=t.stream_name,
+                tc_url=t.tc_url,
+                chunk_size_out=CHUNK_SIZE,
+                window_ack_size=window,
             )
             self._session = session
+            self._conn_bytes = 0
+            self._lost_reason = ""
             session.initiate()
-            writer.write(session.data_to_send())
+            self._send_raw(session.data_to_send())
             while True:
                 data = await reader.read(65536)
                 if not data:
-                    raise ConnectionResetError("destination closed the connection during publish")
+                    if session.state is ClientState.PUBLISH_SENT:
+                        raise DestinationRejected(
+                            "the destination closed the connection in answer to publish "
+                            "(stream key refused, or the stream name is in use)"
+                        )
+                    raise ConnectionResetError(
+                        f"destination closed the connection while {session.state.value.replace('_', ' ')}"
+                    )
                 session.receive_data(data)
-                out = session.data_to_send()
-                if out:
-                    writer.write(out)
+                self._send_raw(session.data_to_send())
                 while (event := session.next_event()) is not None:
                     if isinstance(event, Published):
                         self._stream_id = session.stream_id
                         self._base_ts = None
                         self._dropping = False
+                        self._liveness = Liveness(p.stall_limit_s, window, time.monotonic())
                         return
                     if isinstance(event, Rejected):
-                        raise DestinationRejected(self._scrub(f"{event.code}: {event.description}"[:300]))
+                        raise DestinationRejected(f"{event.code}: {event.description}"[:300])
 
     async def _read_loop(self) -> None:
-        assert self._session is not None and self._writer is not None
-        session, writer = self._session, self._writer
+        assert self._session is not None and self._reader is not None
+        session, reader = self._session, self._reader
         while True:
-            data = await self._reader.read(65536)
+            data = await reader.read(65536)
             if not data:
-                return
+                raise ConnectionResetError(self._lost_reason or "destination closed the connection")
             session.receive_data(data)
-            out = session.data_to_send()
-            if out:
-                writer.write(out)
+            self._send_raw(session.data_to_send())
             while (event := session.next_event()) is not None:
-                if isinstance(event, Rejected) or (isinstance(event, StatusReceived) and event.level == "error"):
-                    raise DestinationRejected(self._scrub(f"{event.code}: {event.description}"[:300]))
-                if isinstance(event, Acknowledged):
-                    self.acked_bytes = event.sequence
+                if isinstance(event, Rejected) or (
+                    isinstance(event, StatusReceived) and event.level == "error"
+                ):
+                    raise DestinationRejected(f"{event.code}: {event.description}"[:300])
+                if isinstance(event, Acknowledged) and self._liveness is not None:
+                    self._liveness.on_ack(event.sequence, self._conn_bytes)
+
+    def _send_raw(self, data: bytes) -> None:
+        if data and self._writer is not None:
+            self._writer.write(data)
+            self._conn_bytes += len(data)
 
     async def _unpublish(self) -> None:
         writer, session = self._writer, self._session
-        if writer is None or session is None or self.state is not OutputState.LIVE:
+        if writer is None or session is None:
             return
         with contextlib.suppress(Exception):
             session.unpublish()
@@ -237,30 +305,90 @@ class RtmpDestination:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
-        self._writer = None
+        self._writer = self._reader = None
         self._session = None
+        self._liveness = None
+
+    # --- each second, from the service ---
+
+    def tick(self, now: float) -> None:
+        """Refresh class warnings and queue limits from the program; drop a connection gone silent."""
+        facts = self._program.facts()
+        self.warnings = policies.violations(self.policy, facts)
+        self._high, self._low = policies.queue_limits(self.policy, facts.bitrate_bps // 8)
+        writer, liveness = self._writer, self._liveness
+        if not self._live or writer is None or liveness is None:
+            return
+        verdict = liveness.check(now, self._conn_bytes, writer.transport.get_write_buffer_size())
+        if verdict is not None:
+            self._lost_reason = f"destination stalled: {verdict}"
+            log.warning("output.stalled", extra={**self.ctx, "verdict": verdict})
+            writer.transport.abort()
+
+    def status(self) -> OutputStatus:
+        m = self.machine
+        writer = self._writer
+        queued = writer.transport.get_write_buffer_size() if writer is not None and self._live else 0
+        return OutputStatus(
+            tenant_id=self.tenant_id,
+            event_id=self.event_id,
+            output_id=self.spec.id,
+            state=m.state.value,
+            reason=m.reason,
+            last_error=m.last_error,
+            bytes_sent=self.bytes_sent,
+            frames_sent=self.frames_sent,
+            frames_dropped=self.frames_dropped,
+            connects=m.connects,
+            failures=m.failures,
+            state_since=m.since + self._wall_offset,
+            worker=self._worker,
+            ts=time.time(),
+            dest_class=self.policy.dest_class,
+            consecutive_failures=m.consecutive_failures,
+            retry_delay_s=round(m.retry_delay_s, 3),
+            next_retry_at=m.retry_at + self._wall_offset if m.retry_at else 0.0,
+            disabled_reason=m.disabled_reason,
+            warnings=list(self.warnings),
+            queued_bytes=queued,
+            drop_events=self.drop_events,
+            generation=self.spec.generation,
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Error text from a peer or the OS can echo the URL or stream key: never let it through."""
+        text = text.replace(self.spec.url, self.safe_url)
+        key = self.target.stream_name.split("?", 1)[0]
+        return text.replace(key, urls.mask_secret(key)) if len(key) >= 4 else text
 
     # --- media path (called synchronously by the event fan-out) ---
 
-    def send(self, item: Prepared) -> None:
+    def send(self, item: Prepared, header: bool = False) -> None:
+        """A live packet. Past the high-water mark, drop to the next keyframe that fits under the low
+        one; sequence headers and metadata always go (they are small and the decoder needs them)."""
         writer = self._writer
-        if writer is None or self.state is not OutputState.LIVE:
+        if writer is None or not self._live or self._base_ts is None:
             return
         transport = writer.transport
         if transport.is_closing():
             return
-        if self._base_ts is None:
+        if header:
+            self.write(item)
             return
         buffered = transport.get_write_buffer_size()
         if self._dropping:
-            if item.keyframe and buffered <= LOW_WATER:
+            if item.keyframe and buffered <= self._low:
                 self._dropping = False
             else:
                 self._count_drop(item)
                 return
-        elif buffered > HIGH_WATER:
+        elif buffered > self._high:
             self._dropping = True
-            log.warning("output.slow_destination", extra={**self.ctx, "buffered": buffered})
+            self.drop_events += 1
+            log.warning(
+                "output.slow_destination",
+                extra={**self.ctx, "buffered": buffered, "dropped": self.frames_dropped},
+            )
             self._count_drop(item)
             return
         self.write(item)
@@ -285,6 +413,7 @@ class RtmpDestination:
             body = item.chunked
         data = header_bytes + body
         self._writer.write(data)
+        self._conn_bytes += len(data)
         self.bytes_sent += len(data)
         if item.type_id != chunk.DATA_AMF0:
             self.frames_sent += 1
@@ -300,23 +429,28 @@ class RtmpDestination:
         if item.type_id != chunk.DATA_AMF0:
             self.frames_dropped += 1
 
-    def check_stall(self, now: float) -> None:
-        """A write that makes no progress for the stall limit ends the connection (reconnect)."""
-        writer = self._writer
-        if writer is None or self.state is not OutputState.LIVE:
-            self._stall_since = None
-            return
-        buffered = writer.transport.get_write_buffer_size()
-        if buffered == 0 or buffered < self._last_buffer:
-            self._stall_since = None
-        elif self._stall_since is None:
-            self._stall_since = now
-        elif now - self._stall_since > STALL_LIMIT_S:
-            log.warning("output.stalled", extra={**self.ctx, "buffered": buffered})
-            self.last_error = f"destination stalled: no write progress for {STALL_LIMIT_S:.0f}s"
-            self._stall_since = None
-            writer.transport.abort()
-        self._last_buffer = buffered
+
+def _describe(exc: BaseException, timeout_text: str) -> str:
+    if isinstance(exc, TimeoutError):
+        return timeout_text
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _tune_socket(writer: asyncio.StreamWriter, stall_limit_s: float) -> None:
+    """Bound the kernel's share of the queue, and let the kernel report a vanished peer (half-open)
+    within the stall limit: unacknowledged data times out (TCP_USER_TIMEOUT), idle links are probed."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle = max(1, int(stall_limit_s / 2))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(stall_limit_s) - idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(stall_limit_s * 1000))
 
 
 def _rechunk_extended(item: Prepared, ts: int) -> bytes:

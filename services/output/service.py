@@ -1,7 +1,8 @@
 """Output service: runs a destination worker for every enabled output of every live event.
 
-Reconciles from desired state; one EventFanout per event with destinations in this process. Output
-status goes on the bus on every state change and each second.
+Reconciles from desired state; one EventFanout per event with destinations in this process. Each output
+runs under its destination class's policy; connection attempts share one per-process ReconnectGate.
+Output status goes on the bus on every state change and each second; worker stats each second.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
+
+import msgspec
 
 from shared import subjects
 from shared.desired import DesiredState
 from shared.messages import EventSpec, OutputSpec, OutputStatus, WorkerStats, encode
 from shared.service import ServiceContext
 
+from . import policy
 from .event_fanout import EventFanout
+from .reconnect_gate import ReconnectGate
 from .rtmp_destination import RtmpDestination
+from .state import OutputState
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 class OutputService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        self.classes, cap = policy.load()
+        self.gate = ReconnectGate(cap)
         self.fanouts: dict[str, EventFanout] = {}
         self.destinations: dict[str, RtmpDestination] = {}
         self._specs: dict[str, OutputSpec] = {}
@@ -34,11 +43,23 @@ class OutputService:
             return {}
         return {o.id: o for o in spec.outputs if o.enabled}
 
+    def _unchanged(self, oid: str, new: OutputSpec) -> bool:
+        """Same output run: identical spec, or only the auto-disable recorded for one already disabled."""
+        old = self._specs[oid]
+        if old == new:
+            return True
+        dest = self.destinations[oid]
+        if dest.state is OutputState.DISABLED and msgspec.structs.replace(new, auto_disabled="") == old:
+            self._specs[oid] = new
+            dest.spec = new
+            return True
+        return False
+
     async def on_change(self, event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         wanted = self._wanted(new)
         running = {oid for oid, d in self.destinations.items() if d.event_id == event_id}
         for oid in running:
-            if oid not in wanted or self._specs[oid] != wanted[oid]:
+            if oid not in wanted or not self._unchanged(oid, wanted[oid]):
                 await self._stop_output(oid)
         if not wanted:
             fanout = self.fanouts.pop(event_id, None)
@@ -61,8 +82,9 @@ class OutputService:
                 event.tenant_id,
                 event.id,
                 spec,
-                attach=fanout.attach,
-                detach=fanout.detach,
+                policy.for_class(self.classes, spec.dest_class),
+                program=fanout,
+                gate=self.gate,
                 on_status=self._publish_status,
                 worker=self._ctx.settings.worker_id,
                 ca_file=self._ctx.settings.tls_ca_file,
@@ -89,17 +111,17 @@ class OutputService:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for dest in list(self.destinations.values()):
-                dest.check_stall(now)
+                dest.tick(now)
                 self._publish_status(dest.status())
             await self._publish_worker_stats()
 
-    async def _publish_worker_stats(self) -> None:
+    def worker_stats(self) -> WorkerStats:
         latency: list[int] = []
         for fanout in self.fanouts.values():
             latency += fanout.latency_us
             fanout.latency_us = []
         dests = list(self.destinations.values())
-        stats = WorkerStats(
+        return WorkerStats(
             service="output",
             worker=self._ctx.settings.worker_id,
             destinations=len(dests),
@@ -107,7 +129,15 @@ class OutputService:
             frames_dropped=sum(d.frames_dropped for d in dests),
             latency_us=latency,
             ts=time.time(),
+            outputs_by_state=dict(Counter(d.state.value for d in dests)),
+            reconnect_cap=self.gate.cap,
+            reconnecting=self.gate.active,
+            reconnecting_max=self.gate.max_active,
+            reconnect_waiting=self.gate.waiting,
         )
+
+    async def _publish_worker_stats(self) -> None:
+        stats = self.worker_stats()
         with contextlib.suppress(Exception):
             await self._ctx.nc.publish(
                 subjects.worker_stats("output", self._ctx.settings.worker_id), encode(stats)
@@ -124,7 +154,10 @@ class OutputService:
 
 
 async def main(ctx: ServiceContext) -> None:
-    service = OutputService(ctx)
+    try:
+        service = OutputService(ctx)
+    except ValueError as exc:
+        raise SystemExit(f"output: {exc}") from None
     desired = DesiredState(ctx.nc, service.on_change)
     ctx.stack.push_async_callback(service.close)
     ctx.spawn(desired.run(), "desired-watch")
