@@ -16,13 +16,14 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from shared import urls
+from shared import messages, urls
 from shared.config import Settings
 from shared.ids import new_secret
 
 from . import auth, openapi, store, validation, views
-from .desired import DesiredState, PublishFailed
-from .errors import ApiError, forbidden, not_found, unauthorized, unavailable
+from .commands import RouterCommands, RouterUnavailable
+from .desired import DesiredState, PublishFailed, failover_policy
+from .errors import ApiError, conflict, forbidden, not_found, unauthorized, unavailable
 from .status import StatusCache
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,18 @@ def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.
 
 class Api:
     def __init__(
-        self, settings: Settings, engine: Engine, desired: DesiredState, status: StatusCache
+        self,
+        settings: Settings,
+        engine: Engine,
+        desired: DesiredState,
+        status: StatusCache,
+        commands: RouterCommands | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.desired = desired
         self.status = status
+        self.commands = commands
         self.routes = self._routes()
         self._by_handler = {route.handler: route for route in self.routes}
         self._openapi: bytes | None = None
@@ -118,8 +125,25 @@ class Api:
                 status=204, errors=(404, 409, 503),
             ),
             Route(
+                "PATCH", ev, self.patch_event, "Change an event's name or failover policy", "tenant",
+                body=validation.EventPatch, response=views.EventView, errors=(404, 503),
+            ),
+            Route(
                 "POST", ev + "/start", self.start_event, "Go live: enabled outputs run", "tenant",
                 response=views.EventView, errors=(404, 409, 503),
+            ),
+            Route(
+                "POST", ev + "/switch", self.switch_input, "Put an input on air at its next keyframe",
+                "tenant", status=202, body=validation.InputRef, response=views.SwitchRequested,
+                errors=(404, 409, 503),
+            ),
+            Route(
+                "POST", ev + "/lock", self.lock_input, "Lock the program to an input: no automatic switching",
+                "tenant", body=validation.InputRef, response=views.EventView, errors=(404, 503),
+            ),
+            Route(
+                "POST", ev + "/unlock", self.unlock_input, "Back to automatic failover", "tenant",
+                response=views.EventView, errors=(404, 503),
             ),
             Route(
                 "POST", ev + "/stop", self.stop_event, "Stop the event", "tenant",
@@ -218,6 +242,8 @@ class Api:
                 views.input_view(self.settings, i, self.status.input(i.event_id, i.id)) for i in detail.inputs
             ],
             outputs=[views.output_view(o, self.status.output(o.event_id, o.id)) for o in detail.outputs],
+            failover=views.failover_view(failover_policy(detail.event.failover)),
+            program=views.program_view(detail.event.locked_input, self.status.router(event_id)),
         )
 
     # --- public ---
@@ -259,7 +285,8 @@ class Api:
     async def create_event(self, request: web.Request) -> web.Response:
         body = validation.decode(await request.read(), validation.EventCreate)
         tenant_id = self._tenant(request)
-        event = await self._db(store.create_event, self.engine, tenant_id, body.name.strip())
+        policy = "" if body.failover is None else messages.encode(body.failover.policy()).decode()
+        event = await self._db(store.create_event, self.engine, tenant_id, body.name.strip(), policy)
         log.info("event.created", extra={"tenant_id": tenant_id, "event_id": event.id})
         await self._publish(event.id)
         return json_response(await self._event_view(tenant_id, event.id), 201)
@@ -274,6 +301,22 @@ class Api:
         await self._publish(event_id)
         return web.Response(status=204)
 
+    async def patch_event(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.EventPatch)
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        name = None if body.name is msgspec.UNSET else body.name.strip()
+        policy = None
+        if body.failover is not msgspec.UNSET:
+            current = await self._db(store.get_event, self.engine, tenant_id, event_id)
+            changed = body.failover.apply(failover_policy(current.event.failover))
+            policy = messages.encode(changed).decode()
+        event = await self._db(store.update_event, self.engine, tenant_id, event_id, name, policy)
+        log.info(
+            "event.updated", extra={"tenant_id": tenant_id, "event_id": event_id, "revision": event.revision}
+        )
+        await self._publish(event_id)
+        return json_response(await self._event_view(tenant_id, event_id))
+
     async def start_event(self, request: web.Request) -> web.Response:
         return await self._set_event_state(request, live=True)
 
@@ -284,6 +327,45 @@ class Api:
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
         event = await self._db(store.set_event_state, self.engine, tenant_id, event_id, live)
         log.info("event.state", extra={"tenant_id": tenant_id, "event_id": event_id, "new": event.state})
+        await self._publish(event_id)
+        return json_response(await self._event_view(tenant_id, event_id))
+
+    # --- failover controls ---
+
+    async def switch_input(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.InputRef)
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        detail = await self._db(store.get_event, self.engine, tenant_id, event_id)
+        if body.input_id not in {i.id for i in detail.inputs}:
+            raise not_found("input")
+        if detail.event.state != "live":
+            raise conflict(f"event is not live (state {detail.event.state!r})")
+        if self.commands is None:
+            raise unavailable("router commands are not available")
+        try:
+            reply = await self.commands.switch(tenant_id, event_id, body.input_id)
+        except RouterUnavailable:
+            raise unavailable("the event's router did not answer; try again") from None
+        extra = {"tenant_id": tenant_id, "event_id": event_id, "input_id": body.input_id, "ok": reply.ok}
+        log.info("event.switch_requested", extra=extra)
+        if not reply.ok:
+            raise conflict(reply.message or reply.code)
+        return json_response(
+            views.SwitchRequested(event_id=event_id, input_id=body.input_id, message=reply.message), 202
+        )
+
+    async def lock_input(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.InputRef)
+        return await self._set_lock(request, body.input_id)
+
+    async def unlock_input(self, request: web.Request) -> web.Response:
+        validation.decode(await request.read(), validation.KeyCreate, allow_empty=True)
+        return await self._set_lock(request, "")
+
+    async def _set_lock(self, request: web.Request, input_id: str) -> web.Response:
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        await self._db(store.set_locked_input, self.engine, tenant_id, event_id, input_id)
+        log.info("event.lock", extra={"tenant_id": tenant_id, "event_id": event_id, "locked_input": input_id})
         await self._publish(event_id)
         return json_response(await self._event_view(tenant_id, event_id))
 
@@ -377,9 +459,13 @@ API: web.AppKey[Api] = web.AppKey("api")
 
 
 def create_app(
-    settings: Settings, engine: Engine, desired: DesiredState, status: StatusCache
+    settings: Settings,
+    engine: Engine,
+    desired: DesiredState,
+    status: StatusCache,
+    commands: RouterCommands | None = None,
 ) -> web.Application:
-    api = Api(settings, engine, desired, status)
+    api = Api(settings, engine, desired, status, commands)
     app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY_BYTES)
     for route in api.routes:
         app.router.add_route(route.method, route.path, route.handler)

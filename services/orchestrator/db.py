@@ -45,6 +45,8 @@ events = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),  # bumped on every change of desired state
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("failover", sa.Text, nullable=False, server_default=""),  # FailoverPolicy JSON; "" = defaults
+    sa.Column("locked_input", sa.String(64), nullable=False, server_default=""),  # "" = automatic
 )
 
 inputs = sa.Table(

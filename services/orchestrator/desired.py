@@ -67,7 +67,16 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
             for o in detail.outputs
         ),
         revision=event.revision,
+        failover=failover_policy(event.failover),
+        locked_input=event.locked_input,
     )
+
+
+def failover_policy(stored: str) -> messages.FailoverPolicy:
+    """The stored policy JSON (validated by the API when it was written); defaults when empty."""
+    if not stored:
+        return messages.FailoverPolicy()
+    return messages.decode(stored.encode(), messages.FailoverPolicy)
 
 
 class DesiredState:

@@ -100,8 +100,17 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v3_failover(conn: Connection) -> None:
+    for ddl in (
+        "ALTER TABLE events ADD COLUMN failover TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE events ADD COLUMN locked_input VARCHAR(64) NOT NULL DEFAULT ''",
+    ):
+        conn.execute(sa.text(ddl))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
+    Migration(3, "events: failover policy and input lock", _v3_failover),
 )
 
 

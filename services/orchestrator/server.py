@@ -22,6 +22,7 @@ from shared.config import Settings
 
 from . import auth, db, migrations
 from .api import create_app
+from .commands import RouterCommands
 from .desired import DesiredState
 from .status import StatusCache
 
@@ -70,7 +71,10 @@ async def start(
     desired.start()
     stack.push_async_callback(desired.close)
     return Orchestrator(
-        app=create_app(settings, engine, desired, status), engine=engine, desired=desired, status=status
+        app=create_app(settings, engine, desired, status, RouterCommands(nc)),
+        engine=engine,
+        desired=desired,
+        status=status,
     )
 
 

@@ -39,6 +39,7 @@ class StatusCache:
         self._clock = clock
         self._inputs: dict[str, tuple[float, messages.InputHealth]] = {}
         self._outputs: dict[str, tuple[float, messages.OutputStatus]] = {}
+        self._routers: dict[str, tuple[float, messages.RouterStatus]] = {}
         self._subs: list[Subscription] = []
 
     def update_input(self, health: messages.InputHealth) -> None:
@@ -46,6 +47,16 @@ class StatusCache:
 
     def update_output(self, status: messages.OutputStatus) -> None:
         self._remember(self._outputs, status.output_id, status)
+
+    def update_router(self, status: messages.RouterStatus) -> None:
+        self._remember(self._routers, status.event_id, status)
+
+    def router(self, event_id: str) -> messages.RouterStatus | None:
+        """The router's latest report on an event, or None when there is none recent."""
+        entry = self._routers.get(event_id)
+        if entry is None or self._clock() - entry[0] > self.input_max_age_s:
+            return None
+        return entry[1]
 
     def _remember(self, table: dict[str, tuple[float, T]], key: str, value: T) -> None:
         table.pop(key, None)  # re-insert so dict order is least recently reported first
@@ -72,6 +83,7 @@ class StatusCache:
     def forget(self, input_or_output_id: str) -> None:
         self._inputs.pop(input_or_output_id, None)
         self._outputs.pop(input_or_output_id, None)
+        self._routers.pop(input_or_output_id, None)
 
     async def subscribe(self, nc: Client) -> None:
         async def on_input(msg: Msg) -> None:
@@ -82,6 +94,11 @@ class StatusCache:
 
         self._subs.append(await nc.subscribe(subjects.ALL_INPUT_HEALTH, cb=on_input))
         self._subs.append(await nc.subscribe(subjects.ALL_OUTPUT_STATE, cb=on_output))
+
+        async def on_router(msg: Msg) -> None:
+            self._on(msg, messages.RouterStatus, self.update_router)
+
+        self._subs.append(await nc.subscribe(subjects.ALL_ROUTER_STATUS, cb=on_router))
 
     def _on(self, msg: Msg, kind: type[T], update: Callable[[T], None]) -> None:
         try:

@@ -43,6 +43,8 @@ class Event:
     revision: int
     created_at: float
     updated_at: float
+    failover: str = ""  # FailoverPolicy as JSON; "" means the defaults
+    locked_input: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _touch(conn: Connection, event: Event, **values: Any) -> Event:
     return _event(row)
 
 
-def create_event(engine: Engine, tenant_id: str, name: str) -> Event:
+def create_event(engine: Engine, tenant_id: str, name: str, failover: str = "") -> Event:
     now = time.time()
     event = Event(
         id=new_id("ev"),
@@ -146,6 +148,7 @@ def create_event(engine: Engine, tenant_id: str, name: str) -> Event:
         revision=1,
         created_at=now,
         updated_at=now,
+        failover=failover,
     )
     with engine.begin() as conn:
         conn.execute(db.events.insert().values(**event.__dict__))
@@ -218,6 +221,33 @@ def set_event_state(engine: Engine, tenant_id: str, event_id: str, live: bool) -
         return _touch(conn, event, state="live" if live else "stopped")
 
 
+def update_event(
+    engine: Engine, tenant_id: str, event_id: str, name: str | None = None, failover: str | None = None
+) -> Event:
+    """Change the name and/or the failover policy (JSON) of an event."""
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        values: dict[str, Any] = {}
+        if name is not None and name != event.name:
+            values["name"] = name
+        if failover is not None and failover != event.failover:
+            values["failover"] = failover
+        return _touch(conn, event, **values) if values else event
+
+
+def set_locked_input(engine: Engine, tenant_id: str, event_id: str, input_id: str) -> Event:
+    """Lock the event's program to one of its inputs, or unlock it with ``""``."""
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        if input_id:
+            owner = conn.scalar(sa.select(db.inputs.c.event_id).where(db.inputs.c.id == input_id))
+            if owner != event_id:
+                raise NotFound("input")
+        if input_id == event.locked_input:
+            return event
+        return _touch(conn, event, locked_input=input_id)
+
+
 # --- inputs ---
 
 
@@ -266,7 +296,7 @@ def delete_input(engine: Engine, tenant_id: str, input_id: str) -> str:
         found = _input_row(conn, tenant_id, input_id)
         event = _locked_event(conn, tenant_id, found.event_id)
         conn.execute(db.inputs.delete().where(db.inputs.c.id == input_id))
-        _touch(conn, event)
+        _touch(conn, event, **({"locked_input": ""} if event.locked_input == input_id else {}))
     return found.event_id
 
 

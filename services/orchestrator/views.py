@@ -8,13 +8,22 @@ hint (except in ``InputCreated``, the one response that hands the key over), API
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from shared import urls
 from shared.config import Settings
-from shared.messages import DestinationClass, EventState, InputHealth, InputRole, OutputStatus
+from shared.messages import (
+    DestinationClass,
+    EventState,
+    FailoverPolicy,
+    FailoverPreference,
+    InputHealth,
+    InputRole,
+    OutputStatus,
+    RouterStatus,
+)
 
 from . import auth, store
 
@@ -107,9 +116,79 @@ class OutputView(msgspec.Struct, frozen=True, kw_only=True):
     failures: int = 0
 
 
+class FailoverView(msgspec.Struct, frozen=True, kw_only=True):
+    loss_timeout_ms: int = 2000
+    stable_window_s: float = 30.0
+    preference: FailoverPreference = "primary"
+    black_s: float | None = None  # null: the trigger is off
+    frozen_s: float | None = None
+    silence_s: float | None = None
+
+
+class SwitchView(msgspec.Struct, frozen=True, kw_only=True):
+    from_input: str = msgspec.field(name="from")  # an input id, or "slate"
+    to_input: str = msgspec.field(name="to")
+    reason: str
+    planned: bool
+    triggered_at: Timestamp
+    activated_at: Timestamp
+    activation_ms: float
+
+
+class ProgramView(msgspec.Struct, frozen=True, kw_only=True):
+    """Which input is on air, as the router reports it (null when no report is recent)."""
+
+    mode: Literal["auto", "locked"] = "auto"
+    locked_input: str | None = None
+    live_input: str | None = None  # an input id, or "slate" while every input is lost
+    pending_input: str | None = None
+    recent_switches: list[SwitchView] = []
+
+
+class SwitchRequested(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    input_id: str
+    message: str
+
+
 class EventView(EventSummary, frozen=True, kw_only=True):
     inputs: list[InputView]
     outputs: list[OutputView]
+    failover: FailoverView = msgspec.field(default_factory=FailoverView)
+    program: ProgramView = msgspec.field(default_factory=ProgramView)
+
+
+def failover_view(policy: FailoverPolicy) -> FailoverView:
+    return FailoverView(
+        loss_timeout_ms=policy.loss_timeout_ms,
+        stable_window_s=policy.stable_window_s,
+        preference=policy.preference,
+        black_s=policy.black_s or None,
+        frozen_s=policy.frozen_s or None,
+        silence_s=policy.silence_s or None,
+    )
+
+
+def program_view(locked_input: str, status: RouterStatus | None) -> ProgramView:
+    live = status or RouterStatus(tenant_id="", event_id="")
+    return ProgramView(
+        mode="locked" if locked_input else "auto",
+        locked_input=locked_input or None,
+        live_input=live.live_input or None,
+        pending_input=live.pending_input or None,
+        recent_switches=[
+            SwitchView(
+                from_input=s.from_input,
+                to_input=s.to_input,
+                reason=s.reason,
+                planned=s.planned,
+                triggered_at=_time(s.trigger_ts),
+                activated_at=_time(s.activated_ts),
+                activation_ms=s.activation_ms,
+            )
+            for s in live.recent_switches
+        ],
+    )
 
 
 def _time(ts: float) -> datetime:

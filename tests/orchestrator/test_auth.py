@@ -20,9 +20,14 @@ pytestmark = pytest.mark.timeout(60)
 
 OUTPUT_BODY = {"name": "yt", "url": "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop"}
 
-# Every route that takes the id of a tenant's resource, with a body that would succeed for its owner.
+# Every route that takes the id of a tenant's resource, with a body that would succeed for its owner
+# (string values in a body are templates too: "{input_id}" is the owner's input).
 ID_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/events/{event_id}", None),
+    ("PATCH", "/v1/events/{event_id}", {"name": "renamed", "failover": {"loss_timeout_ms": 1000}}),
+    ("POST", "/v1/events/{event_id}/switch", {"input_id": "{input_id}"}),
+    ("POST", "/v1/events/{event_id}/lock", {"input_id": "{input_id}"}),
+    ("POST", "/v1/events/{event_id}/unlock", None),
     ("DELETE", "/v1/events/{event_id}", None),
     ("POST", "/v1/events/{event_id}/start", None),
     ("POST", "/v1/events/{event_id}/stop", None),
@@ -69,6 +74,8 @@ async def test_another_tenants_ids_are_not_found_and_nothing_changes(
     other = await api.new_tenant_key("other") if attacker == "other_tenant" else "admin"
     ids = await api.event_with_everything(owner)
     path = template.format(**ids)
+    if isinstance(body, dict):
+        body = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
     unknown = re.sub(r"\{(\w+)\}", lambda m: m.group(1)[:2] + "_0123456789abcdef", template)
     truly_unknown = await api.call(method, unknown, body, key=other)
     before, rev_before = snapshot(api), await kv_revision(api, ids["event_id"])
