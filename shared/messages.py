@@ -224,6 +224,15 @@ class RouterStatus(msgspec.Struct, frozen=True):
     ts: float = 0.0
 
 
+class ProgramMark(msgspec.Struct, frozen=True):
+    """Where an event's program timeline stands (KV), so a restarted router continues it seamlessly."""
+
+    last_dts: int  # the highest program DTS sent (1/90000)
+    last_wall: float  # unix seconds when it was sent
+    ref_dts: int  # the timeline's wall-clock reference: program DTS ``ref_dts`` was on time at ``ref_wall``
+    ref_wall: float
+
+
 class RouterCommand(msgspec.Struct, frozen=True):
     """Request/reply to the event's router: a one-shot operator action."""
 
@@ -248,6 +257,7 @@ class WorkerStats(msgspec.Struct, frozen=True):
     frames_dropped: int = 0
     latency_us: list[int] = []  # ingest receive -> last destination socket write, one per packet
     ts: float = 0.0
+    counters: dict[str, int] = {}  # e.g. ingest: connections, accepted, refused, protocol_errors
     outputs_by_state: dict[str, int] = {}  # output service: how many outputs are in each state
     reconnect_cap: int = 0  # output service: connection attempts allowed at once in this process
     reconnecting: int = 0  # attempts running now

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote
 
 MAX_URL_LENGTH = 2048
 DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
@@ -136,6 +138,118 @@ def _app_stream(path_and_query: str) -> tuple[str, str]:
     return "/".join(segments[:-1]), segments[-1] + qmark + query
 
 
+# --- SRT destinations: srt://host:port?mode=caller|listener&passphrase=...&streamid=...&latency=... ---
+
+SRT_OPTIONS = ("mode", "passphrase", "pbkeylen", "streamid", "latency")
+_SRT_EXAMPLE = "srt://host:port?mode=caller&streamid=...&passphrase=...&latency=120"
+SrtMode = Literal["caller", "listener"]
+
+
+@dataclass(frozen=True)
+class SrtTarget:
+    """An SRT destination: push to a partner's listener (caller), or listen for the partner to pull.
+
+    For a listener, ``host`` is the local address to bind ("0.0.0.0" when the URL gives none). ``latency_ms``
+    is in milliseconds, as srt-live-transmit takes it (ffmpeg's ``latency`` option is in microseconds).
+    """
+
+    host: str
+    port: int
+    mode: SrtMode = "caller"
+    passphrase: str = field(default="", repr=False)
+    pbkeylen: int = 0
+    streamid: str = field(default="", repr=False)
+    latency_ms: int = 120
+
+
+def parse_srt_url(url: str) -> SrtTarget:
+    if not url:
+        raise ValueError("URL is empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"URL is too long (at most {MAX_URL_LENGTH} characters)")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ValueError("URL contains whitespace or control characters")
+    if not url.isascii():
+        raise ValueError("URL must be ASCII (percent-encode other characters)")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "srt":
+        raise ValueError(f"URL scheme must be srt:// (like {_SRT_EXAMPLE})")
+    authority, _, query = rest.partition("?")  # a stream id may hold '#' and '/': only '?' cuts
+    if authority.endswith("/"):
+        authority = authority[:-1]
+    if "/" in authority:
+        raise ValueError("SRT URL must not have a path: options go in the query")
+    if "@" in authority:
+        raise ValueError("URL must not contain credentials (user:password@); use passphrase=")
+    options = _srt_query(query)
+    mode = options.get("mode", "caller")
+    if mode not in ("caller", "listener"):
+        raise ValueError("SRT mode must be caller or listener")
+    if authority.startswith(":") and mode == "listener":
+        host, port = "0.0.0.0", _srt_port(authority[1:])
+    else:
+        host, port = _host_port(authority, 0)
+        if port == 0:
+            raise ValueError(f"SRT URL must give a port (like {_SRT_EXAMPLE})")
+    passphrase = options.get("passphrase", "")
+    if passphrase and not 10 <= len(passphrase) <= 79:
+        raise ValueError("SRT passphrase must be 10 to 79 characters")
+    pbkeylen = 0
+    if "pbkeylen" in options:
+        if options["pbkeylen"] not in ("16", "24", "32"):
+            raise ValueError("SRT pbkeylen must be 16, 24 or 32")
+        if not passphrase:
+            raise ValueError("SRT pbkeylen needs a passphrase")
+        pbkeylen = int(options["pbkeylen"])
+    streamid = options.get("streamid", "")
+    if len(streamid) > 512:
+        raise ValueError("SRT streamid must be at most 512 characters")
+    latency = 120
+    if "latency" in options:
+        text = options["latency"]
+        if not text.isdigit() or not 20 <= int(text) <= 8000:
+            raise ValueError("SRT latency must be 20 to 8000 (milliseconds)")
+        latency = int(text)
+    return SrtTarget(host, port, mode, passphrase, pbkeylen, streamid, latency)  # type: ignore[arg-type]
+
+
+def _srt_port(text: str) -> int:
+    if not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= 65535:
+        raise ValueError("URL port must be a number from 1 to 65535")
+    return int(text)
+
+
+def _srt_query(query: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        key = key.lower()
+        if key not in SRT_OPTIONS:
+            raise ValueError(f"SRT URL option {key[:20]!r} is not supported ({', '.join(SRT_OPTIONS)})")
+        if key in options:
+            raise ValueError(f"SRT URL option {key!r} is given twice")
+        options[key] = unquote(value)
+    return options
+
+
+def sanitize_srt(url: str) -> str:
+    """An srt:// URL safe to show: the passphrase hidden, the stream id masked, other options kept."""
+    head, qmark, query = str(url).partition("?")
+    scheme, _, authority = head.partition("://")
+    head = f"{scheme}://{authority.rpartition('@')[2]}"
+    if not qmark:
+        return head
+    shown = []
+    for item in query.split("&"):
+        key, eq, value = item.partition("=")
+        if key.lower() in ("passphrase", "streamid"):  # a stream id usually carries the partner's key
+            value = _MASK if value else ""
+        elif key.lower() not in SRT_OPTIONS:
+            value = mask_secret(value)
+        shown.append(f"{key}{eq}{value}")
+    return f"{head}?{'&'.join(shown)}"
+
+
 def mask_secret(secret: str) -> str:
     """``****`` and the last four characters of a long secret; only ``****`` for a short one."""
     if not secret:
@@ -154,6 +268,8 @@ def sanitize(url: str) -> str:
     scheme, sep, rest = text.partition("://")
     if not sep:
         return mask_secret(text)
+    if scheme.lower() == "srt":
+        return sanitize_srt(text)
     authority, _, tail = _split_authority(rest)
     authority = authority.rpartition("@")[2]
     if not tail:

@@ -6,7 +6,7 @@ Desired state carries only the sha256 of each key, so ingest never holds the key
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.messages import EventSpec
 
@@ -18,6 +18,9 @@ class Route:
     input_id: str
     role: str
     protocol: str
+    # SRT: the connection's passphrase (never logged) and receive latency, set during its handshake
+    passphrase: str = field(default="", repr=False)
+    latency_ms: int = 120
 
 
 def key_hash(stream_key: str) -> str:
@@ -41,7 +44,9 @@ class KeyDirectory:
             return
         hashes = set()
         for item in spec.inputs:
-            self._routes[item.key_hash] = Route(spec.tenant_id, spec.id, item.id, item.role, item.protocol)
+            self._routes[item.key_hash] = Route(
+                spec.tenant_id, spec.id, item.id, item.role, item.protocol, item.passphrase, item.latency_ms
+            )
             hashes.add(item.key_hash)
         self._by_event[event_id] = hashes
 

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 
 from shared import subjects
 from shared.flv import FlvDemuxer, UnsupportedCodec
-from shared.messages import InputHealth, MediaPacket, SessionEvent, encode, encode_packet
+from shared.messages import InputHealth, MediaPacket, SessionEvent, WorkerStats, encode, encode_packet
 from shared.rtmp import chunk
 from shared.rtmp.errors import ProtocolError
 from shared.rtmp.server_session import (
@@ -235,8 +235,9 @@ def _with_seq(packet: MediaPacket, seq: int) -> MediaPacket:
 
 
 class RtmpIngest:
-    def __init__(self, nc: Client, keys: KeyDirectory) -> None:
+    def __init__(self, nc: Client, keys: KeyDirectory, worker: str = "ingest") -> None:
         self.nc = nc
+        self.worker = worker
         self.keys = keys
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
@@ -288,6 +289,18 @@ class RtmpIngest:
             for conn in list(self.publishers.values()):
                 if conn.publish is not None:
                     await self.emit_health(conn.publish.health(True, now))
+            await self.emit_stats()
+
+    async def emit_stats(self) -> None:
+        stats = WorkerStats(
+            service="ingest",
+            worker=self.worker,
+            destinations=len(self.publishers),
+            counters=dict(self.counters),
+            ts=time.time(),
+        )
+        with contextlib.suppress(Exception):
+            await self.nc.publish(subjects.worker_stats("ingest", self.worker), encode(stats))
 
     async def emit_health(self, health: InputHealth) -> None:
         with contextlib.suppress(Exception):

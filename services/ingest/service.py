@@ -1,4 +1,4 @@
-"""Ingest service: RTMP(S) listeners routed by the stream-key directory from desired state."""
+"""Ingest service: RTMP(S) and SRT listeners routed by the stream-key directory from desired state."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from shared.service import ServiceContext
 
 from .keys import KeyDirectory
 from .rtmp_server import RtmpIngest
+from .srt_server import SrtIngest
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,18 @@ log = logging.getLogger(__name__)
 async def main(ctx: ServiceContext) -> None:
     settings = ctx.settings
     keys = KeyDirectory()
-    ingest = RtmpIngest(ctx.nc, keys)
+    ingest = RtmpIngest(ctx.nc, keys, settings.worker_id)
+    srt = SrtIngest(ctx.nc, keys)
 
     async def on_change(event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         keys.update(event_id, new)
         ingest.revalidate()
+        srt.revalidate()
 
     desired = DesiredState(ctx.nc, on_change)
     ctx.spawn(desired.run(), "desired-watch")
     ctx.stack.push_async_callback(ingest.close)
+    ctx.stack.push_async_callback(srt.close)
     try:
         await asyncio.wait_for(desired.ready.wait(), 15)
     except TimeoutError:
@@ -38,3 +42,9 @@ async def main(ctx: ServiceContext) -> None:
         tls.load_cert_chain(settings.tls_cert, settings.tls_key)
         await ingest.listen(settings.bind_host, settings.rtmps_port, tls)
     ctx.spawn(ingest.housekeeping(), "housekeeping")
+    try:
+        await srt.listen(settings.bind_host, settings.srt_port)
+    except OSError as exc:  # no libsrt, or the UDP port is taken: RTMP ingest still serves
+        log.error("ingest.srt_unavailable", extra={"port": settings.srt_port, "error": str(exc)})
+    else:
+        ctx.spawn(srt.housekeeping(), "srt-housekeeping")

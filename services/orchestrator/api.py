@@ -166,8 +166,13 @@ class Api:
             ),
             Route("DELETE", out, self.delete_output, "Delete an output", "tenant", status=204, errors=(404, 503)),
             Route(
-                "POST", out + "/start", self.start_output, "Enable the output (it runs while the event is live)",
+                "POST", out + "/start",
+                self.start_output, "Enable the output (it runs while the event is live); re-enables an auto-disabled one",
                 "tenant", response=views.OutputView, errors=(404, 503),
+            ),
+            Route(
+                "GET", "/v1/presets", self.list_presets, "Platform presets for outputs (preset + stream_key)",
+                "tenant", response=views.PresetList,
             ),
             Route(
                 "POST", out + "/stop", self.stop_output, "Disable the output; it stays off when the event starts",
@@ -402,7 +407,7 @@ class Api:
 
     async def create_output(self, request: web.Request) -> web.Response:
         body = validation.decode(await request.read(), validation.OutputCreate)
-        validation.check_destination(body)
+        target = validation.check_destination(body)
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
         row = await self._db(
             store.create_output,
@@ -410,8 +415,10 @@ class Api:
             tenant_id,
             event_id,
             body.name.strip(),
-            body.url,
+            target.url,
             body.dest_class,
+            target.preset,
+            target.backup_url,
         )
         log.info(
             "output.created",
@@ -440,6 +447,9 @@ class Api:
         )
         await self._publish(event_id)
         return web.Response(status=204)
+
+    async def list_presets(self, request: web.Request) -> web.Response:
+        return json_response(views.preset_list())
 
     async def start_output(self, request: web.Request) -> web.Response:
         return await self._set_output_enabled(request, enabled=True)

@@ -76,6 +76,10 @@ outputs = sa.Table(
     sa.Column("dest_class", sa.String(1), nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("preset", sa.String(32), nullable=True),  # platform preset the URL was built or checked by
+    sa.Column("pair_id", sa.String(64), nullable=True),  # its paired backup-ingest output, both ways
+    sa.Column("auto_disabled", sa.String(500), nullable=True),  # why an output worker auto-disabled it
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),  # bumped on each re-enable
 )
 
 

@@ -63,6 +63,8 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
                 url=o.url,
                 dest_class=o.dest_class,  # type: ignore[arg-type]
                 enabled=o.enabled,
+                auto_disabled=o.auto_disabled or "",
+                generation=o.generation,
             )
             for o in detail.outputs
         ),

@@ -24,6 +24,7 @@ from . import auth, db, migrations
 from .api import create_app
 from .commands import RouterCommands
 from .desired import DesiredState
+from .output_events import AutoDisableRecorder
 from .status import StatusCache
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ async def start(
     await desired.republish_all()
     desired.start()
     stack.push_async_callback(desired.close)
+    recorder = AutoDisableRecorder(engine, desired)
+    await recorder.subscribe(nc)
+    stack.push_async_callback(recorder.close)
     return Orchestrator(
         app=create_app(settings, engine, desired, status, RouterCommands(nc)),
         engine=engine,

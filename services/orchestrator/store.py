@@ -7,6 +7,7 @@ same transaction. These functions block; the API runs them in a thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,10 @@ class Output:
     dest_class: str
     enabled: bool
     created_at: float
+    preset: str | None = None
+    pair_id: str | None = None  # the paired output (a platform's backup ingest), both ways
+    auto_disabled: str | None = None  # why an output worker auto-disabled it; off until re-enabled
+    generation: int = 0  # bumped on every re-enable
 
     def __repr__(self) -> str:
         return f"Output(id={self.id!r}, event_id={self.event_id!r}, name={self.name!r})"
@@ -304,8 +309,17 @@ def delete_input(engine: Engine, tenant_id: str, input_id: str) -> str:
 
 
 def create_output(
-    engine: Engine, tenant_id: str, event_id: str, name: str, url: str, dest_class: str
+    engine: Engine,
+    tenant_id: str,
+    event_id: str,
+    name: str,
+    url: str,
+    dest_class: str,
+    preset: str | None = None,
+    backup_url: str | None = None,
 ) -> Output:
+    """Add an output; with ``backup_url`` also its paired backup-ingest output. Returns the first."""
+    now = time.time()
     created = Output(
         id=new_id("out"),
         event_id=event_id,
@@ -314,11 +328,29 @@ def create_output(
         url=url,
         dest_class=dest_class,
         enabled=True,
-        created_at=time.time(),
+        created_at=now,
+        preset=preset,
     )
+    rows = [created]
+    if backup_url is not None:
+        backup = Output(
+            id=new_id("out"),
+            event_id=event_id,
+            tenant_id=tenant_id,
+            name=f"{name} (backup)"[:200],
+            url=backup_url,
+            dest_class=dest_class,
+            enabled=True,
+            created_at=now,
+            preset=preset,
+            pair_id=created.id,
+        )
+        created = dataclasses.replace(created, pair_id=backup.id)
+        rows = [created, backup]
     with engine.begin() as conn:
         event = _locked_event(conn, tenant_id, event_id)
-        conn.execute(db.outputs.insert().values(**created.__dict__))
+        for row in rows:
+            conn.execute(db.outputs.insert().values(**row.__dict__))
         _touch(conn, event)
     return created
 
@@ -342,7 +374,8 @@ def delete_output(engine: Engine, tenant_id: str, output_id: str) -> str:
     with engine.begin() as conn:
         found = _output_row(conn, tenant_id, output_id)
         event = _locked_event(conn, tenant_id, found.event_id)
-        conn.execute(db.outputs.delete().where(db.outputs.c.id == output_id))
+        paired = [found.pair_id] if found.pair_id else []  # a paired backup goes with its output
+        conn.execute(db.outputs.delete().where(db.outputs.c.id.in_([output_id, *paired])))
         _touch(conn, event)
     return found.event_id
 
@@ -351,7 +384,30 @@ def set_output_enabled(engine: Engine, tenant_id: str, output_id: str, enabled: 
     with engine.begin() as conn:
         found = _output_row(conn, tenant_id, output_id)
         event = _locked_event(conn, tenant_id, found.event_id)
+        values: dict[str, Any] = {}
         if found.enabled != enabled:
-            conn.execute(db.outputs.update().where(db.outputs.c.id == output_id).values(enabled=enabled))
+            values["enabled"] = enabled
+        if enabled and found.auto_disabled:  # re-enabled: a fresh start with a new generation
+            values.update(auto_disabled=None, generation=found.generation + 1)
+        if values:
+            conn.execute(db.outputs.update().where(db.outputs.c.id == output_id).values(**values))
             _touch(conn, event)
         return _output_row(conn, tenant_id, output_id)
+
+
+def record_auto_disable(engine: Engine, output_id: str, generation: int, reason: str) -> str | None:
+    """Remember that a worker auto-disabled an output, so it stays off (across restarts too) until
+    re-enabled. Ignored for a report about an older generation or an output no longer enabled.
+    Returns the event id when the desired state changed."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(db.outputs).where(db.outputs.c.id == output_id)).first()
+        if row is None:
+            return None
+        found = _output(row)
+        if found.generation != generation or not found.enabled or found.auto_disabled:
+            return None
+        event = _locked_event(conn, found.tenant_id, found.event_id)
+        update = db.outputs.update().where(db.outputs.c.id == output_id)
+        conn.execute(update.values(auto_disabled=reason[:500]))
+        _touch(conn, event)
+        return found.event_id

@@ -8,11 +8,12 @@ a body can never set what the server decides (``tenant_id``, ``id``, ``state``).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
-from shared import urls
+from services.output import presets
 from shared.messages import DestinationClass, FailoverPolicy, FailoverPreference, InputRole
 
 from .errors import bad_request, validation_error
@@ -104,10 +105,33 @@ class InputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     protocol: InputProtocol = "rtmp"
 
 
+PresetName = Literal["youtube", "twitch", "facebook"]
+PushUrl = Annotated[str, msgspec.Meta(description="rtmp:// or rtmps:// URL ending in the stream key")]
+PresetChoice = Annotated[PresetName, msgspec.Meta(description="Build or check the URL for this platform")]
+StreamKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=1024, description="With a preset: the platform's stream key")
+]
+PairedBackup = Annotated[
+    bool, msgspec.Meta(description="Also push to the platform's backup ingest, as a paired output")
+]
+
+
 class OutputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A destination: a ``url``, or a platform ``preset`` and the ``stream_key`` it hands out."""
+
     name: Name
-    url: Annotated[str, msgspec.Meta(description="rtmp:// or rtmps:// URL ending in the stream key")]
+    url: PushUrl | None = None
     dest_class: DestinationClass = msgspec.field(default="B", name="class")
+    preset: PresetChoice | None = None
+    stream_key: StreamKey | None = None
+    backup: PairedBackup = False
+
+
+@dataclass(frozen=True)
+class ResolvedDestination:
+    url: str = field(repr=False)
+    preset: str | None
+    backup_url: str | None = field(default=None, repr=False)
 
 
 T = TypeVar("T")
@@ -160,8 +184,34 @@ def check_protocol(body: InputCreate) -> None:
         raise validation_error(f"protocol: {body.protocol!r} is not supported yet", "protocol")
 
 
-def check_destination(body: OutputCreate) -> urls.Destination:
+def check_destination(body: OutputCreate) -> ResolvedDestination:
+    """The push URL (built from a preset and key, or given and checked), its platform, its backup."""
+    if body.url is not None and body.stream_key is not None:
+        raise validation_error("stream_key: give a url or a stream_key, not both", "stream_key")
+    if body.stream_key is not None and body.preset is None:
+        raise validation_error("stream_key: needs a preset (youtube, twitch or facebook)", "preset")
+    if body.url is None and body.preset is None:
+        raise validation_error("url: give a url, or a preset and its stream_key", "url")
+    field_name = "url" if body.url is not None else "stream_key"
     try:
-        return urls.parse_destination_url(body.url)
+        if body.url is not None:
+            url = body.url
+            platform = presets.check(url, body.preset)
+        else:
+            if body.stream_key is None:
+                raise validation_error(f"stream_key: required with the {body.preset} preset", "stream_key")
+            assert body.preset is not None
+            url = presets.build(body.preset, body.stream_key)
+            platform = presets.get(body.preset)
     except ValueError as exc:
-        raise validation_error(f"url: {exc}", "url") from None
+        raise validation_error(f"{field_name}: {exc}", field_name) from None
+    backup_url = None
+    if body.backup:
+        if platform is None or platform.backup_server is None:
+            name = platform.title if platform else "this destination"
+            raise validation_error(f"backup: {name} has no backup ingest", "backup")
+        try:
+            backup_url = presets.backup_url(platform.name, url)
+        except ValueError as exc:
+            raise validation_error(f"backup: {exc}", "backup") from None
+    return ResolvedDestination(url, platform.name if platform else None, backup_url)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from services.output import presets
 from shared import urls
 from shared.config import Settings
 from shared.messages import (
@@ -114,6 +115,29 @@ class OutputView(msgspec.Struct, frozen=True, kw_only=True):
     frames_dropped: int = 0
     connects: int = 0
     failures: int = 0
+    state_since: Timestamp | None = None
+    consecutive_failures: int = 0
+    retry_delay_s: float = 0.0
+    next_retry_at: Timestamp | None = None
+    disabled_reason: str = ""  # set while auto-disabled: POST .../start re-enables it
+    warnings: list[str] = []  # where the program breaks this output's destination class
+    queued_bytes: int = 0
+    drop_events: int = 0
+    preset: str | None = None
+    paired_output_id: str | None = None  # the paired backup-ingest output (or the primary of a backup)
+
+
+class PresetView(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    title: str
+    server: str  # the stream key goes after a '/'
+    backup_server: str | None
+    schemes: list[str]
+    dest_class: DestinationClass = msgspec.field(name="class")
+
+
+class PresetList(msgspec.Struct, frozen=True):
+    presets: list[PresetView]
 
 
 class FailoverView(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,7 +288,20 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
             "frames_dropped": status.frames_dropped,
             "connects": status.connects,
             "failures": status.failures,
+            "state_since": _time(status.state_since) if status.state_since else None,
+            "consecutive_failures": status.consecutive_failures,
+            "retry_delay_s": status.retry_delay_s,
+            "next_retry_at": _time(status.next_retry_at) if status.next_retry_at else None,
+            "disabled_reason": status.disabled_reason,
+            "warnings": list(status.warnings),
+            "queued_bytes": status.queued_bytes,
+            "drop_events": status.drop_events,
         }
+        if status.generation != row.generation:
+            live = {}  # a report from before the last re-enable
+    if row.auto_disabled and row.enabled:
+        live.setdefault("state", "disabled")
+        live["disabled_reason"] = live.get("disabled_reason") or row.auto_disabled
     return OutputView(
         id=row.id,
         event_id=row.event_id,
@@ -273,5 +310,23 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
         dest_class=row.dest_class,  # type: ignore[arg-type]
         enabled=row.enabled,
         created_at=_time(row.created_at),
+        preset=row.preset,
+        paired_output_id=row.pair_id,
         **live,
+    )
+
+
+def preset_list() -> PresetList:
+    return PresetList(
+        presets=[
+            PresetView(
+                name=p.name,
+                title=p.title,
+                server=p.server,
+                backup_server=p.backup_server,
+                schemes=list(p.schemes),
+                dest_class=p.dest_class,  # type: ignore[arg-type]
+            )
+            for p in presets.PRESETS.values()
+        ]
     )
