@@ -384,6 +384,7 @@ class Api:
         row = await self._db(
             store.create_input, self.engine, tenant_id, event_id, body.role, body.protocol,
             auth.hash_secret(stream_key), stream_key[-4:],
+            body.passphrase or "", (body.pbkeylen or 16) if body.passphrase else 0, body.latency_ms or 120,
         )  # fmt: skip
         log.info("input.created", extra={"tenant_id": tenant_id, "event_id": event_id, "input_id": row.id})
         await self._publish(event_id)

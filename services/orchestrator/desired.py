@@ -53,6 +53,9 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
                 role=i.role,  # type: ignore[arg-type]
                 protocol=i.protocol,
                 key_hash=i.key_hash,
+                passphrase=i.passphrase,
+                pbkeylen=i.pbkeylen,
+                latency_ms=i.latency_ms,
             )
             for i in detail.inputs
         ),

@@ -118,10 +118,20 @@ def _v2_output_policy(conn: Connection) -> None:
         conn.execute(sa.text(ddl))
 
 
+def _v4_srt_inputs(conn: Connection) -> None:
+    for ddl in (
+        "ALTER TABLE inputs ADD COLUMN passphrase VARCHAR(79) NOT NULL DEFAULT ''",
+        "ALTER TABLE inputs ADD COLUMN pbkeylen INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE inputs ADD COLUMN latency_ms INTEGER NOT NULL DEFAULT 120",
+    ):
+        conn.execute(sa.text(ddl))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
     Migration(2, "outputs: platform preset, paired backup, auto-disable, generation", _v2_output_policy),
     Migration(3, "events: failover policy and input lock", _v3_failover),
+    Migration(4, "inputs: SRT passphrase, key length and latency", _v4_srt_inputs),
 )
 
 

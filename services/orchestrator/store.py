@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +58,9 @@ class Input:
     key_hash: str
     key_hint: str
     created_at: float
+    passphrase: str = field(default="", repr=False)  # SRT ingest credential: never logged or returned
+    pbkeylen: int = 0
+    latency_ms: int = 120
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,16 @@ def set_locked_input(engine: Engine, tenant_id: str, event_id: str, input_id: st
 
 
 def create_input(
-    engine: Engine, tenant_id: str, event_id: str, role: str, protocol: str, key_hash: str, key_hint: str
+    engine: Engine,
+    tenant_id: str,
+    event_id: str,
+    role: str,
+    protocol: str,
+    key_hash: str,
+    key_hint: str,
+    passphrase: str = "",
+    pbkeylen: int = 0,
+    latency_ms: int = 120,
 ) -> Input:
     created = Input(
         id=new_id("in"),
@@ -268,6 +280,9 @@ def create_input(
         key_hash=key_hash,
         key_hint=key_hint,
         created_at=time.time(),
+        passphrase=passphrase,
+        pbkeylen=pbkeylen,
+        latency_ms=latency_ms,
     )
     with engine.begin() as conn:
         event = _locked_event(conn, tenant_id, event_id)

@@ -21,7 +21,12 @@ from .errors import bad_request, validation_error
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="A human-readable name")]
 # Every protocol the API knows; SUPPORTED_PROTOCOLS is what ingest serves today.
 InputProtocol = Literal["rtmp", "srt"]
-SUPPORTED_PROTOCOLS = frozenset({"rtmp"})
+SUPPORTED_PROTOCOLS = frozenset({"rtmp", "srt"})
+Passphrase = Annotated[
+    str, msgspec.Meta(min_length=10, max_length=79, description="SRT only: AES passphrase (never shown)")
+]
+KeyLength = Annotated[int, msgspec.Meta(description="SRT only: AES key length in bytes, 16, 24 or 32")]
+LatencyMs = Annotated[int, msgspec.Meta(ge=20, le=8000, description="SRT only: receive latency in ms")]
 
 
 class TenantCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -103,6 +108,12 @@ class InputRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class InputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     role: InputRole
     protocol: InputProtocol = "rtmp"
+    passphrase: Passphrase | None = None
+    pbkeylen: KeyLength | None = None
+    latency_ms: LatencyMs | None = None
+
+    def __repr__(self) -> str:
+        return f"InputCreate(role={self.role!r}, protocol={self.protocol!r}, encrypted={self.passphrase is not None})"
 
 
 PresetName = Literal["youtube", "twitch", "facebook"]
@@ -182,6 +193,18 @@ def _check_names(value: object) -> None:
 def check_protocol(body: InputCreate) -> None:
     if body.protocol not in SUPPORTED_PROTOCOLS:
         raise validation_error(f"protocol: {body.protocol!r} is not supported yet", "protocol")
+    if body.protocol != "srt":
+        for name in ("passphrase", "pbkeylen", "latency_ms"):
+            if getattr(body, name) is not None:
+                raise validation_error(f"{name}: only SRT inputs take it", name)
+        return
+    if body.passphrase is not None and (not body.passphrase.isascii() or _CONTROL.search(body.passphrase)):
+        raise validation_error("passphrase: must be printable ASCII", "passphrase")
+    if body.pbkeylen is not None:
+        if body.pbkeylen not in (16, 24, 32):
+            raise validation_error("pbkeylen: must be 16, 24 or 32 (AES-128, -192 or -256)", "pbkeylen")
+        if body.passphrase is None:
+            raise validation_error("pbkeylen: needs a passphrase", "pbkeylen")
 
 
 def check_destination(body: OutputCreate) -> ResolvedDestination:

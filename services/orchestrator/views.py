@@ -25,6 +25,7 @@ from shared.messages import (
     OutputStatus,
     RouterStatus,
 )
+from shared.srt.streamid import publish_streamid
 
 from . import auth, store
 
@@ -92,6 +93,28 @@ class InputView(msgspec.Struct, frozen=True, kw_only=True):
     audio_codec: str = ""
     width: int = 0
     height: int = 0
+    # SRT inputs: their options (the passphrase itself is never shown) and, while connected, transport
+    latency_ms: int | None = None
+    encrypted: bool = False
+    pbkeylen: int | None = None
+    srt: SrtTransportView | None = None
+    degraded: bool = False  # a contribution threshold is crossed; degraded_reasons says which
+    degraded_reasons: list[str] = []
+
+
+class SrtTransportView(msgspec.Struct, frozen=True, kw_only=True):
+    """The connected SRT caller's link, from libsrt each second: totals since it connected, rates now."""
+
+    rtt_ms: float = 0.0
+    send_rate_bps: int = 0
+    recv_rate_bps: int = 0
+    pkt_loss: int = 0  # lost packets detected (most recovered by retransmission)
+    pkt_retrans: int = 0  # retransmitted packets received
+    pkt_drop: int = 0  # packets that came too late to play
+    loss_pct: float = 0.0  # over the last few seconds
+    rcv_buffer_ms: int = 0
+    flight_size: int = 0
+    latency_ms: int = 0  # as negotiated with the caller
 
 
 class InputCreated(InputView, frozen=True, kw_only=True):
@@ -240,8 +263,40 @@ def event_summary(event: store.Event) -> EventSummary:
     )
 
 
-def publish_url(settings: Settings, stream_key: str) -> str:
-    return f"rtmp://{settings.public_host}:{settings.rtmp_port}/live/{stream_key}"
+def publish_url(settings: Settings, stream_key: str, row: store.Input | None = None) -> str:
+    """Where a publisher sends: RTMP, or the SRT caller URL with its stream id (and a passphrase hint)."""
+    if row is None or row.protocol != "srt":
+        return f"rtmp://{settings.public_host}:{settings.rtmp_port}/live/{stream_key}"
+    url = f"srt://{settings.public_host}:{settings.srt_port}?streamid={publish_streamid(stream_key)}"
+    if row.passphrase:
+        url += f"&passphrase={urls.mask_secret(row.passphrase)}&pbkeylen={row.pbkeylen or 16}"
+    return url
+
+
+def _srt_fields(row: store.Input, health: InputHealth | None) -> dict[str, Any]:
+    if row.protocol != "srt":
+        return {}
+    fields: dict[str, Any] = {
+        "latency_ms": row.latency_ms,
+        "encrypted": bool(row.passphrase),
+        "pbkeylen": (row.pbkeylen or 16) if row.passphrase else None,
+    }
+    if health is not None and health.connected:
+        fields["srt"] = SrtTransportView(
+            rtt_ms=health.rtt_ms,
+            send_rate_bps=health.send_rate_bps,
+            recv_rate_bps=health.recv_rate_bps,
+            pkt_loss=health.pkt_loss,
+            pkt_retrans=health.pkt_retrans,
+            pkt_drop=health.pkt_drop,
+            loss_pct=health.loss_pct,
+            rcv_buffer_ms=health.rcv_buffer_ms,
+            flight_size=health.flight_size,
+            latency_ms=health.latency_ms,
+        )
+        fields["degraded"] = health.degraded
+        fields["degraded_reasons"] = list(health.degraded_reasons)
+    return fields
 
 
 def input_view(settings: Settings, row: store.Input, health: InputHealth | None) -> InputView:
@@ -262,17 +317,18 @@ def input_view(settings: Settings, row: store.Input, health: InputHealth | None)
         event_id=row.event_id,
         role=row.role,  # type: ignore[arg-type]
         protocol=row.protocol,
-        publish_url=publish_url(settings, "****" + row.key_hint),
+        publish_url=publish_url(settings, "****" + row.key_hint, row),
         stream_key_hint="…" + row.key_hint,
         created_at=_time(row.created_at),
         **live,
+        **_srt_fields(row, health),
     )
 
 
 def input_created(settings: Settings, row: store.Input, stream_key: str) -> InputCreated:
     view = input_view(settings, row, None)
     fields = {f: getattr(view, f) for f in view.__struct_fields__}
-    fields["publish_url"] = publish_url(settings, stream_key)
+    fields["publish_url"] = publish_url(settings, stream_key, row)
     return InputCreated(stream_key=stream_key, **fields)
 
 
