@@ -15,6 +15,7 @@ from . import subjects
 log = logging.getLogger(__name__)
 
 LEASE_TTL_S = 15.0
+PROGRAM_MARK_TTL_S = 3600.0
 
 
 async def connect(url: str, name: str) -> Client:
@@ -54,3 +55,8 @@ async def desired_bucket(nc: Client) -> KeyValue:
 
 async def lease_bucket(nc: Client) -> KeyValue:
     return await _bucket(nc, subjects.KV_LEASES, history=1, ttl=LEASE_TTL_S)
+
+
+async def program_bucket(nc: Client) -> KeyValue:
+    """Where each event's program timeline stands, so a restarted router continues it."""
+    return await _bucket(nc, subjects.KV_PROGRAM, history=1, ttl=PROGRAM_MARK_TTL_S)

@@ -14,6 +14,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # JetStream key-value buckets.
 KV_DESIRED = "fanout_desired"  # key: event.<event_id> -> EventSpec
 KV_LEASES = "fanout_leases"  # key: output.<output_id> -> worker id
+KV_PROGRAM = "fanout_program"  # key: event.<event_id> -> ProgramMark (where the program timeline is)
 
 
 def token(value: str) -> str:
@@ -81,6 +82,10 @@ def router_command(tenant: str, event: str) -> str:
 
 
 def desired_event_key(event: str) -> str:
+    return f"event.{token(event)}"
+
+
+def program_mark_key(event: str) -> str:
     return f"event.{token(event)}"
 
 

@@ -28,6 +28,7 @@ from shared.messages import (
     EventSpec,
     FailoverEvent,
     MediaPacket,
+    ProgramMark,
     RouterCommand,
     RouterInputState,
     RouterReply,
@@ -43,6 +44,7 @@ from . import failover
 from .content_monitor import ContentMonitor
 from .failover import SLATE
 from .gop_cache import GopCache
+from .marks import ProgramMarks, to_monotonic, to_wall
 from .slate import SlateClock, SlateMedia, SlateParams, encode_slate
 from .timeline import ProgramTimeline
 
@@ -58,13 +60,14 @@ def _inputs(spec: EventSpec) -> tuple[tuple[str, str], ...]:
     return tuple((i.id, i.role) for i in spec.inputs)
 
 
-def _wall(monotonic_s: float) -> float:
-    return time.time() - (time.monotonic() - monotonic_s)
-
-
 class EventRouter:
-    def __init__(self, nc: Client, spec: EventSpec, pool: Executor) -> None:
+    def __init__(
+        self, nc: Client, spec: EventSpec, pool: Executor, marks: ProgramMarks | None = None
+    ) -> None:
         self._nc = nc
+        self._marks = marks
+        self._saved_mark: ProgramMark | None = None
+        self._mark_task: asyncio.Task[None] | None = None
         self.spec = spec
         self._ctx = {"tenant_id": spec.tenant_id, "event_id": spec.id}
         self._timeline = ProgramTimeline()
@@ -92,6 +95,13 @@ class EventRouter:
 
     async def start(self) -> None:
         t, e = self.spec.tenant_id, self.spec.id
+        mark = await self._marks.load(e) if self._marks else None
+        if mark is not None:  # a router ran this program before: continue its timeline
+            self._timeline.resume(
+                mark.last_dts, to_monotonic(mark.last_wall), mark.ref_dts, to_monotonic(mark.ref_wall)
+            )
+            self._saved_mark = mark
+            log.info("router.resumed", extra={**self._ctx, "last_dts": mark.last_dts})
         limits = {"pending_msgs_limit": 20_000, "pending_bytes_limit": 256 * 1024 * 1024}
         self._subs.append(
             await self._nc.subscribe(subjects.event_inputs_media(t, e), cb=self._on_media, **limits)
@@ -105,12 +115,13 @@ class EventRouter:
             extra={**self._ctx, "mode": self.state.mode, "locked_input": self.spec.locked_input},
         )
 
-    async def stop(self) -> None:
+    async def stop(self, forget: bool = False) -> None:
+        """Stop routing; ``forget`` (the event stopped or is gone) also drops its timeline mark."""
         subs, self._subs = self._subs, []
         for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        tasks = [*self._tasks, self._slate_task, self._slate_encoding]
+        tasks = [*self._tasks, self._slate_task, self._slate_encoding, self._mark_task]
         self._tasks = []
         for task in tasks:
             if task is not None:
@@ -119,6 +130,11 @@ class EventRouter:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._marks is not None:
+            if forget:
+                await self._marks.forget(self.spec.id)
+            else:
+                await self._save_mark()
         log.info("router.event_stopped", extra=self._ctx)
 
     async def update(self, spec: EventSpec) -> None:
@@ -224,9 +240,17 @@ class EventRouter:
         if effect.planned:
             return  # at the input's next keyframe: no gap, no rewind
         cache = self._caches.get(effect.source)
-        for packet, arrived in cache.replay(now, MAX_REPLAY_AGE_S) if cache else []:
+        replay = cache.replay(now, MAX_REPLAY_AGE_S) if cache else []
+        if replay and self._timeline.lead_if_started(replay[0][1]) > cache.gop_s:  # type: ignore[union-attr]
+            # it would put the program more than a GOP ahead of the wall clock (a lead left by an
+            # earlier replay): wait for the next keyframe instead, which absorbs the lead
+            log.info("router.replay_skipped", extra={**self._ctx, "input_id": effect.source})
+            replay = []
+        for packet, arrived in replay:
             await self._feed(packet, arrived, now)
             self._replayed = packet
+        if replay:
+            self._save_mark_soon()
 
     async def _feed(self, packet: MediaPacket, arrived: float, now: float, raw: bytes | None = None) -> None:
         before = self._timeline.source
@@ -249,8 +273,8 @@ class EventRouter:
             to_input=switch.to_source,
             reason=switch.reason,  # type: ignore[arg-type]
             planned=switch.planned,
-            trigger_ts=_wall(switch.triggered_at),
-            activated_ts=_wall(switch.activated_at),
+            trigger_ts=to_wall(switch.triggered_at),
+            activated_ts=to_wall(switch.activated_at),
             activation_ms=round(switch.activation_s * 1000, 1),
             seq=self._seq,
         )
@@ -306,7 +330,25 @@ class EventRouter:
     async def _status_loop(self) -> None:
         while True:
             await self._publish_status()
+            await self._save_mark()
             await asyncio.sleep(STATUS_INTERVAL_S)  # ok-sleep: periodic status report
+
+    # --- the timeline mark (continuity across router restarts) ---
+
+    async def _save_mark(self) -> None:
+        current = self._timeline.mark()
+        if self._marks is None or current is None:
+            return
+        last_dts, last_wall, ref_dts, ref_wall = current
+        mark = ProgramMark(last_dts, to_wall(last_wall), ref_dts, to_wall(ref_wall))
+        if self._saved_mark is not None and mark.last_dts == self._saved_mark.last_dts:
+            return
+        self._saved_mark = mark
+        await self._marks.save(self.spec.id, mark)
+
+    def _save_mark_soon(self) -> None:
+        if self._marks is not None and (self._mark_task is None or self._mark_task.done()):
+            self._mark_task = asyncio.create_task(self._save_mark(), name=f"router-mark-{self.spec.id}")
 
     # --- the slate ---
 

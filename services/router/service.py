@@ -14,6 +14,7 @@ from shared.messages import EventSpec
 from shared.service import ServiceContext
 
 from .event_router import EventRouter
+from .marks import ProgramMarks
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,18 @@ class RouterService:
         self.routers: dict[str, EventRouter] = {}
         # content analysis (decoding sampled frames) for every event: one thread, bounded by design
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="content")
+        self._marks = ProgramMarks(ctx.nc)
 
     async def on_change(self, event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         wanted = new is not None and new.state != "stopped" and bool(new.inputs)
         current = self.routers.get(event_id)
         if not wanted:
             if current is not None:
-                await self.routers.pop(event_id).stop()
+                await self.routers.pop(event_id).stop(forget=True)
             return
         assert new is not None
         if current is None:
-            router = EventRouter(self._ctx.nc, new, self._pool)
+            router = EventRouter(self._ctx.nc, new, self._pool, self._marks)
             self.routers[event_id] = router
             await router.start()
         else:

@@ -43,6 +43,37 @@ class ProgramTimeline:
     def last_dts(self) -> int | None:
         return max(self._last_dts.values()) if self._last_dts else None
 
+    def mark(self) -> tuple[int, float, int, float] | None:
+        """(last dts, when it was sent, reference dts, reference time): what ``resume`` needs."""
+        if not self._last_dts or self._last_wall is None or self._ref is None:
+            return None
+        return max(self._last_dts.values()), self._last_wall, self._ref[1], self._ref[0]
+
+    def resume(self, last_dts: int, last_wall: float, ref_dts: int, ref_wall: float) -> None:
+        """Continue a program another timeline (a router before its restart) left at ``last_dts``: the
+        first source is placed like a switch, the real gap after it."""
+        self._last_dts = {"video": last_dts, "audio": last_dts}
+        self._last_wall = last_wall
+        self._ref = (ref_wall, ref_dts)
+
+    def lead_if_started(self, arrived: float) -> float:
+        """How far ahead of the wall clock (s) the program would run if a keyframe that arrived at
+        ``arrived`` went out next: what decides whether a cached GOP may be replayed."""
+        if not self._last_dts or self._last_wall is None or self._ref is None:
+            return 0.0
+        last = max(self._last_dts.values())
+        start = last + self._jump(last, arrived)
+        return (start - self._on_time(arrived)) / TIMEBASE
+
+    def _on_time(self, now: float) -> int:
+        assert self._ref is not None
+        return self._ref[1] + round((now - self._ref[0]) * TIMEBASE)
+
+    def _jump(self, last: int, now: float) -> int:
+        assert self._last_wall is not None
+        real_gap = max(self._frame, round((now - self._last_wall) * TIMEBASE))
+        return max(self._frame, min(real_gap, self._on_time(now) - last))
+
     def switch_to(self, source: str) -> None:
         """Make ``source`` live at its next video keyframe (immediately if nothing is live yet)."""
         if source == self.source:
@@ -88,10 +119,8 @@ class ProgramTimeline:
             self._ref = (now, packet.dts + self.offset)
             return
         last = max(self._last_dts.values())
-        real_gap = max(self._frame, round((now - self._last_wall) * TIMEBASE))
-        on_time = self._ref[1] + round((now - self._ref[0]) * TIMEBASE)
-        jump = max(self._frame, min(real_gap, on_time - last))
-        if on_time - last > real_gap:  # behind the wall clock: keep the lag, jump only the real gap
+        jump = self._jump(last, now)
+        if self._on_time(now) > last + jump:  # behind the wall clock: keep the lag, jump only the real gap
             self._ref = (now, last + jump)
         self.offset = last + jump - packet.dts
 
