@@ -19,6 +19,28 @@ pytestmark = pytest.mark.e2e
 GOP_S = 2.0
 
 
+def publish_through(
+    stack: Stack,
+    dest: NginxRtmp,
+    ev: dict,
+    inp: dict,
+    stream: str,
+    tmp_path: Path,
+    seconds: float = 4,
+    url: str | None = None,
+) -> Path:
+    """Publish ``seconds`` of test pattern to the input, stop the event, and judge what the destination recorded."""
+    pub = ffmpeg.publish(url or inp["publish_url"], duration=seconds, log_path=tmp_path / f"pub-{stream}.log")
+    try:
+        ffmpeg.wait_exit(pub, 30 + seconds)
+    finally:
+        ffmpeg.stop(pub)
+    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
+    rec = dest.wait_recording_closed(stream, 20)
+    judge.assert_valid_recording(rec, min_duration=seconds - 1.0)
+    return rec
+
+
 def test_one_feed_to_three_destinations_rtmp_and_rtmps(
     stack: Stack, destination: Callable[..., NginxRtmp], tmp_path: Path
 ) -> None:
@@ -191,13 +213,7 @@ def test_garbage_connections_never_crash_ingest(
     inp = stack.add_input(ev["id"])
     stack.add_output(ev["id"], dest.url("live", "ok"), "ok")
     stack.ok("POST", f"/v1/events/{ev['id']}/start")
-    pub = ffmpeg.publish(inp["publish_url"], duration=4, log_path=tmp_path / "pub.log")
-    try:
-        ffmpeg.wait_exit(pub, 30)
-    finally:
-        ffmpeg.stop(pub)
-    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
-    judge.assert_valid_recording(dest.wait_recording_closed("ok", 20), min_duration=3.0)
+    publish_through(stack, dest, ev, inp, "ok", tmp_path)
     assert "ingest.protocol_error" in stack.log_text()
 
 
@@ -217,13 +233,7 @@ def test_restarted_stack_resumes_live_outputs_from_desired_state(
     assert [i["id"] for i in again["inputs"]] == [inp["id"]]
     assert [o["id"] for o in again["outputs"]] == [out["id"]]
     stack.wait_output_state(ev["id"], out["id"], "live", timeout=30)
-    pub = ffmpeg.publish(inp["publish_url"], duration=4, log_path=tmp_path / "pub.log")
-    try:
-        ffmpeg.wait_exit(pub, 30)
-    finally:
-        ffmpeg.stop(pub)
-    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
-    judge.assert_valid_recording(dest.wait_recording_closed("persist", 20), min_duration=3.0)
+    publish_through(stack, dest, ev, inp, "persist", tmp_path)
 
 
 def test_rtmps_ingest_with_a_configured_certificate(
@@ -250,12 +260,6 @@ def test_rtmps_ingest_with_a_configured_certificate(
         s.add_output(ev["id"], dest.url("live", "tls-in"), "tls-in")
         s.ok("POST", f"/v1/events/{ev['id']}/start")
         url = f"rtmps://127.0.0.1:{rtmps_port}/live/{inp['stream_key']}"
-        pub = ffmpeg.publish(url, duration=4, log_path=tmp_path / "pub.log")
-        try:
-            ffmpeg.wait_exit(pub, 30)
-        finally:
-            ffmpeg.stop(pub)
-        s.ok("POST", f"/v1/events/{ev['id']}/stop")
-        judge.assert_valid_recording(dest.wait_recording_closed("tls-in", 20), min_duration=3.0)
+        publish_through(s, dest, ev, inp, "tls-in", tmp_path, url=url)
     finally:
         assert s.stop() == 0
