@@ -127,16 +127,6 @@ def _v4_srt_inputs(conn: Connection) -> None:
         conn.execute(sa.text(ddl))
 
 
-def _v2_output_policy(conn: Connection) -> None:
-    for ddl in (
-        "ALTER TABLE outputs ADD COLUMN preset VARCHAR(32)",
-        "ALTER TABLE outputs ADD COLUMN pair_id VARCHAR(64)",
-        "ALTER TABLE outputs ADD COLUMN auto_disabled VARCHAR(500)",
-        "ALTER TABLE outputs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0",
-    ):
-        conn.execute(sa.text(ddl))
-
-
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
     Migration(2, "outputs: platform preset, paired backup, auto-disable, generation", _v2_output_policy),
