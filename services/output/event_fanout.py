@@ -22,6 +22,7 @@ from shared.rtmp import chunk
 from .policy import ProgramFacts
 from .prepared import Prepared, Preparer
 from .rtmp_destination import RtmpDestination
+from .ts_feed import TsFeed
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,14 @@ class EventFanout:
         self.latency_us: list[int] = []  # drained each second by the service
         self.bad_packets = 0
         self.meter = ProgramMeter()
+        self.ts: TsFeed | None = None  # the MPEG-TS of SRT destinations, muxed once for all of them
         self.ctx = {"tenant_id": tenant_id, "event_id": event_id}
+
+    def ts_feed(self) -> TsFeed:
+        """The program as MPEG-TS for SRT destinations, muxed from now on (created on first use)."""
+        if self.ts is None:
+            self.ts = TsFeed()
+        return self.ts
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(
@@ -116,6 +124,8 @@ class EventFanout:
             log.warning("output.bad_packet", extra={**self.ctx, "error": str(exc)})
             return
         self.packets_in += 1
+        if self.ts is not None:
+            self.ts.on_packet(packet)
         prep = self._preparer
         for item in prep.prepare(packet):
             self._cache(item)

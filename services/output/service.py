@@ -19,11 +19,13 @@ from shared import subjects
 from shared.desired import DesiredState
 from shared.messages import EventSpec, OutputSpec, OutputStatus, WorkerStats, encode
 from shared.service import ServiceContext
+from shared.srt.poller import SrtPoller
 
 from . import policy
 from .event_fanout import EventFanout
 from .reconnect_gate import ReconnectGate
 from .rtmp_destination import RtmpDestination
+from .srt_destination import SrtDestination
 from .state import OutputState
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ class OutputService:
         self.classes, cap = policy.load()
         self.gate = ReconnectGate(cap)
         self.fanouts: dict[str, EventFanout] = {}
-        self.destinations: dict[str, RtmpDestination] = {}
+        self.destinations: dict[str, RtmpDestination | SrtDestination] = {}
+        self._poller: SrtPoller | None = None  # one thread for every SRT destination, started on first use
         self._specs: dict[str, OutputSpec] = {}
 
     def _wanted(self, spec: EventSpec | None) -> dict[str, OutputSpec]:
@@ -77,24 +80,45 @@ class OutputService:
                 self._start_output(new, ospec, fanout)
 
     def _start_output(self, event: EventSpec, spec: OutputSpec, fanout: EventFanout) -> None:
+        dest: RtmpDestination | SrtDestination
         try:
-            dest = RtmpDestination(
-                event.tenant_id,
-                event.id,
-                spec,
-                policy.for_class(self.classes, spec.dest_class),
-                program=fanout,
-                gate=self.gate,
-                on_status=self._publish_status,
-                worker=self._ctx.settings.worker_id,
-                ca_file=self._ctx.settings.tls_ca_file,
-            )
-        except ValueError as exc:
+            if spec.url[:6].lower() == "srt://":
+                dest = self._srt_output(event, spec, fanout)
+            else:
+                dest = RtmpDestination(
+                    event.tenant_id,
+                    event.id,
+                    spec,
+                    policy.for_class(self.classes, spec.dest_class),
+                    program=fanout,
+                    gate=self.gate,
+                    on_status=self._publish_status,
+                    worker=self._ctx.settings.worker_id,
+                    ca_file=self._ctx.settings.tls_ca_file,
+                )
+        except (ValueError, OSError) as exc:
             log.error("output.bad_spec", extra={"output_id": spec.id, "error": str(exc)})
             return
         self.destinations[spec.id] = dest
         self._specs[spec.id] = spec
         dest.start()
+
+    def _srt_output(self, event: EventSpec, spec: OutputSpec, fanout: EventFanout) -> SrtDestination:
+        if self._poller is None:
+            self._poller = SrtPoller()
+            self._poller.start()
+        return SrtDestination(
+            event.tenant_id,
+            event.id,
+            spec,
+            policy.for_class(self.classes, spec.dest_class),
+            feed=fanout.ts_feed(),
+            program=fanout,
+            poller=self._poller,
+            gate=self.gate,
+            on_status=self._publish_status,
+            worker=self._ctx.settings.worker_id,
+        )
 
     async def _stop_output(self, output_id: str) -> None:
         dest = self.destinations.pop(output_id)
@@ -151,6 +175,8 @@ class OutputService:
             with contextlib.suppress(Exception):
                 await fanout.stop()
         self.fanouts.clear()
+        if self._poller is not None:
+            await self._poller.close()
 
 
 async def main(ctx: ServiceContext) -> None:
