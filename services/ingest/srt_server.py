@@ -73,7 +73,12 @@ class SrtPublishSession:
 
     def ctx(self) -> dict[str, str]:
         r = self.route
-        return {"remote": self.remote, "tenant_id": r.tenant_id, "event_id": r.event_id, "input_id": r.input_id}
+        return {
+            "remote": self.remote,
+            "tenant_id": r.tenant_id,
+            "event_id": r.event_id,
+            "input_id": r.input_id,
+        }
 
     async def run(self) -> None:
         try:
@@ -87,7 +92,9 @@ class SrtPublishSession:
                         await self._publish(packet)
             for packet in self.demuxer.flush():
                 await self._publish(packet)
-            log.info("ingest.srt_disconnected", extra={**self.ctx(), "reason": self.inbox.closed_reason or ""})
+            log.info(
+                "ingest.srt_disconnected", extra={**self.ctx(), "reason": self.inbox.closed_reason or ""}
+            )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -211,7 +218,9 @@ class SrtIngest:
         route = admission.route
         with self._lock:
             self._pending[ns] = _Pending(route, remote, time.monotonic())
-        return HookAnswer(True, passphrase=route.passphrase, latency_ms=route.latency_ms or DEFAULT_LATENCY_MS)
+        return HookAnswer(
+            True, passphrase=route.passphrase, latency_ms=route.latency_ms or DEFAULT_LATENCY_MS
+        )
 
     def _on_libsrt_rejection(self, rejection: liblog.Rejection) -> None:
         with self._lock:
@@ -226,7 +235,9 @@ class SrtIngest:
         if route is not None:
             ids = {"tenant_id": route.tenant_id, "event_id": route.event_id, "input_id": route.input_id}
         log.warning("ingest.srt_refused", extra={"remote": remote, "reason": reason, **ids})
-        event = SessionEvent(action="refused", reason=reason, remote=remote, protocol="srt", ts=time.time(), **ids)
+        event = SessionEvent(
+            action="refused", reason=reason, remote=remote, protocol="srt", ts=time.time(), **ids
+        )
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(lambda: self._spawn(self.emit_session(event)))
@@ -331,7 +342,9 @@ class SrtIngest:
 
     async def emit_session(self, event: SessionEvent) -> None:
         subject = (
-            subjects.ingest_session(event.tenant_id, event.event_id) if event.event_id else subjects.INGEST_REFUSED
+            subjects.ingest_session(event.tenant_id, event.event_id)
+            if event.event_id
+            else subjects.INGEST_REFUSED
         )
         with contextlib.suppress(Exception):
             await self.nc.publish(subject, encode(event))

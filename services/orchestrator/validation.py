@@ -14,6 +14,7 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 
 from services.output import presets
+from shared import urls
 from shared.messages import DestinationClass, FailoverPolicy, FailoverPreference, InputRole
 
 from .errors import bad_request, validation_error
@@ -117,7 +118,13 @@ class InputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 PresetName = Literal["youtube", "twitch", "facebook"]
-PushUrl = Annotated[str, msgspec.Meta(description="rtmp:// or rtmps:// URL ending in the stream key")]
+PushUrl = Annotated[
+    str,
+    msgspec.Meta(
+        description="rtmp:// or rtmps:// URL ending in the stream key, or an SRT partner: "
+        "srt://host:port?mode=caller|listener&passphrase=...&streamid=...&latency=MS"
+    ),
+]
 PresetChoice = Annotated[PresetName, msgspec.Meta(description="Build or check the URL for this platform")]
 StreamKey = Annotated[
     str, msgspec.Meta(min_length=1, max_length=1024, description="With a preset: the platform's stream key")
@@ -207,8 +214,24 @@ def check_protocol(body: InputCreate) -> None:
             raise validation_error("pbkeylen: needs a passphrase", "pbkeylen")
 
 
+def _check_srt_destination(body: OutputCreate, url: str) -> ResolvedDestination:
+    """An SRT partner: caller (we push to its listener) or listener (it pulls from us)."""
+    for name in ("preset", "stream_key"):
+        if getattr(body, name) is not None:
+            raise validation_error(f"{name}: platform presets are RTMP; an srt:// URL takes none", name)
+    if body.backup:
+        raise validation_error("backup: an srt:// destination has no paired backup ingest", "backup")
+    try:
+        urls.parse_srt_url(url)
+    except ValueError as exc:
+        raise validation_error(f"url: {exc}", "url") from None
+    return ResolvedDestination(url, None)
+
+
 def check_destination(body: OutputCreate) -> ResolvedDestination:
     """The push URL (built from a preset and key, or given and checked), its platform, its backup."""
+    if body.url is not None and body.url[:6].lower() == "srt://":
+        return _check_srt_destination(body, body.url)
     if body.url is not None and body.stream_key is not None:
         raise validation_error("stream_key: give a url or a stream_key, not both", "stream_key")
     if body.stream_key is not None and body.preset is None:

@@ -102,3 +102,28 @@ async def test_event_detail_shows_srt_transport_and_the_degraded_verdict(api: Ap
     }
     assert view["degraded"] is True
     assert view["degraded_reasons"] == ["packet loss 2.1% >= 1%", "median RTT 210 ms > 150 ms"]
+
+
+async def test_srt_outputs_are_validated_and_their_secrets_never_shown(api: Api) -> None:
+    ev = await api.ok("POST", "/v1/events", {"name": "partners"})
+    path = f"/v1/events/{ev['id']}/outputs"
+    url = f"srt://partner.example:9000?mode=caller&passphrase={PASSPHRASE}&streamid=#!::r=PARTNERKEY123,m=publish"
+    created = await api.ok("POST", path, {"name": "partner", "url": url, "class": "C"})
+    assert created["url"] == "srt://partner.example:9000?mode=caller&passphrase=****&streamid=****"
+    listener = await api.ok("POST", path, {"name": "pull", "url": "srt://:9100?mode=listener&latency=300"})
+    assert listener["url"] == "srt://:9100?mode=listener&latency=300"
+    detail = await api.ok("GET", f"/v1/events/{ev['id']}")
+    assert PASSPHRASE not in str(detail) and "PARTNERKEY123" not in str(detail)
+    spec = await spec_of(api, ev["id"])
+    assert spec is not None and spec.outputs[0].url == url  # the output worker gets the full URL
+    for body, field in (
+        ({"name": "x", "url": "srt://partner.example"}, "url"),
+        ({"name": "x", "url": "srt://partner.example:9000?passphrase=short"}, "url"),
+        ({"name": "x", "url": "srt://partner.example:9000?mode=rendezvous"}, "url"),
+        ({"name": "x", "url": "srt://partner.example:9000", "preset": "youtube"}, "preset"),
+        ({"name": "x", "url": "srt://partner.example:9000", "backup": True}, "backup"),
+    ):
+        reply = await api.call("POST", path, body)
+        assert reply.status == 422 and reply.error["field"] == field, reply.body
+    bad = await api.call("POST", path, {"name": "x", "url": f"srt://h:9?passphrase={PASSPHRASE}&pbkeylen=7"})
+    assert bad.status == 422 and PASSPHRASE not in str(bad.body)
