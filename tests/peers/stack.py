@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -29,6 +30,7 @@ class Stack:
     rtmp_port: int
     admin_key: str
     env: dict[str, str] = field(default_factory=dict)
+    srt_port: int = 0  # UDP
 
     @property
     def api_url(self) -> str:
@@ -95,8 +97,17 @@ class Stack:
     def create_event(self, name: str = "test event", key: str | None = None) -> dict[str, Any]:
         return dict(self.ok("POST", "/v1/events", {"name": name}, key))
 
-    def add_input(self, event_id: str, role: str = "primary", key: str | None = None) -> dict[str, Any]:
-        return dict(self.ok("POST", f"/v1/events/{event_id}/inputs", {"role": role, "protocol": "rtmp"}, key))
+    def add_input(
+        self,
+        event_id: str,
+        role: str = "primary",
+        key: str | None = None,
+        protocol: str = "rtmp",
+        **options: Any,
+    ) -> dict[str, Any]:
+        """An input; ``options`` are extra body fields (SRT: passphrase, pbkeylen, latency_ms)."""
+        body = {"role": role, "protocol": protocol, **options}
+        return dict(self.ok("POST", f"/v1/events/{event_id}/inputs", body, key))
 
     def add_output(
         self, event_id: str, url: str, name: str = "dest", cls: str = "B", key: str | None = None
@@ -146,12 +157,14 @@ def start_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Stack
     data_dir = workdir / "var"
     data_dir.mkdir(parents=True, exist_ok=True)
     http_port, rtmp_port = free_port(), free_port()
+    srt_port = int((extra_env or {}).get("FANOUT_SRT_PORT") or free_port(socket.SOCK_DGRAM))
     admin_key = "test-admin-" + os.urandom(8).hex()
     env = {
         **os.environ,
         "FANOUT_DATA_DIR": str(data_dir),
         "FANOUT_HTTP_PORT": str(http_port),
         "FANOUT_RTMP_PORT": str(rtmp_port),
+        "FANOUT_SRT_PORT": str(srt_port),
         "FANOUT_BIND_HOST": "127.0.0.1",
         "FANOUT_PUBLIC_HOST": "127.0.0.1",
         "FANOUT_ADMIN_KEY": admin_key,
@@ -162,7 +175,7 @@ def start_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Stack
     env.pop("FANOUT_DATABASE_URL", None)
     env.update(extra_env or {})
     log_path = workdir / "stack.log"
-    stack = Stack(_launch(env, log_path), data_dir, log_path, http_port, rtmp_port, admin_key, env)
+    stack = Stack(_launch(env, log_path), data_dir, log_path, http_port, rtmp_port, admin_key, env, srt_port)
     _wait_ready(stack)
     return stack
 
