@@ -42,3 +42,24 @@ def admit(text: str, lookup: Lookup) -> Admission:
     if route is None:
         return Admission(None, "unknown or stopped stream id", L.SRT_REJX_NOTFOUND)
     return Admission(route)
+
+
+class Throttle:
+    """At most one report per key per interval, saying how many were held back: a refused caller that
+    retries a hundred times a second (srt-live-transmit does) costs one log line every few seconds."""
+
+    def __init__(self, interval_s: float = 10.0, max_keys: int = 4096) -> None:
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._last: dict[object, tuple[float, int]] = {}
+
+    def allow(self, key: object, now: float) -> int | None:
+        """None to stay quiet; otherwise the number of reports held back since the last one."""
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self.interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return last[1] if last is not None else 0

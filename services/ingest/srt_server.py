@@ -32,7 +32,7 @@ from shared.srt.socket import HookAnswer, Options, SrtError, SrtSocket
 from shared.srt.stats import LinkJudge, TransportCounters
 
 from .keys import KeyDirectory, Route
-from .srt_access import admit
+from .srt_access import Throttle, admit
 from .stats import InputStats
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ class SrtIngest:
         self.publishers: dict[str, SrtPublishSession] = {}
         self.counters: Counter[str] = Counter()
         self._pending: dict[int, _Pending] = {}  # handshakes the hook accepted, by new socket id
-        self._lock = threading.Lock()  # _pending is written by libsrt's threads
+        self._lock = threading.Lock()  # _pending and _throttle are used on libsrt's threads
+        self._throttle = Throttle()
         self._listener: SrtSocket | None = None
         self._poller: SrtPoller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -229,12 +230,18 @@ class SrtIngest:
             self._refused(pending.remote, rejection.reason, pending.route)
 
     def _refused(self, remote: str, reason: str, route: Route | None) -> None:
-        """Log and announce a refusal; called on libsrt's threads."""
+        """Log and announce a refusal, throttled per caller address and reason; on libsrt's threads."""
         self.counters["refused"] += 1
+        with self._lock:
+            held_back = self._throttle.allow((remote.rpartition(":")[0], reason), time.monotonic())
+        if held_back is None:
+            return
         ids = {}
         if route is not None:
             ids = {"tenant_id": route.tenant_id, "event_id": route.event_id, "input_id": route.input_id}
-        log.warning("ingest.srt_refused", extra={"remote": remote, "reason": reason, **ids})
+        log.warning(
+            "ingest.srt_refused", extra={"remote": remote, "reason": reason, "repeats": held_back, **ids}
+        )
         event = SessionEvent(
             action="refused", reason=reason, remote=remote, protocol="srt", ts=time.time(), **ids
         )
