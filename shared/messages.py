@@ -80,6 +80,9 @@ class OutputSpec(msgspec.Struct, frozen=True):
     enabled: bool = True  # false once stopped on its own through the API
     auto_disabled: str = ""  # why the output was auto-disabled; it stays off until re-enabled
     generation: int = 0  # bumped on every re-enable, so a stale "disabled" report is told apart
+    # the vault credential holding the destination's key: then ``url`` has no key, and the output worker
+    # resolves it from the vault at connect time (only the lease holder can)
+    credential_id: str = ""
 
 
 FailoverPreference = Literal["primary", "equal"]

@@ -98,3 +98,28 @@ def worker_stats(service: str, worker: str) -> str:
 
 
 ALL_WORKER_STATS = "fanout.stats.*.*"
+
+
+# --- vault: request/reply, answered by the vault service's queue group ---
+
+VAULT_QUEUE = "vault"
+VAULT_OPS = ("create", "rotate", "delete", "verify", "describe", "list", "resolve", "rekey", "transport_key")
+ALL_VAULT_REQUESTS = "fanout.vault.*"
+
+
+def vault_request(op: str) -> str:
+    """Request/reply to the vault: ``resolve`` is for output workers only, the rest for the orchestrator
+    (deploy/nats-permissions.conf)."""
+    if op not in VAULT_OPS:
+        raise ValueError(f"unknown vault operation {op!r}")
+    return f"fanout.vault.{op}"
+
+
+# --- audit: durable (JetStream stream AUDIT_STREAM), every resolve and change of a credential ---
+
+AUDIT_STREAM = "FANOUT_AUDIT"
+ALL_AUDIT = "fanout.audit.>"
+
+
+def vault_audit(tenant: str) -> str:
+    return f"fanout.audit.{token(tenant)}.vault"

@@ -1,0 +1,5 @@
+from shared.service import run
+
+from .main import main
+
+run("vault", main)
