@@ -232,8 +232,7 @@ class ProgramMark(msgspec.Struct, frozen=True):
 
     last_dts: int  # the highest program DTS sent (1/90000)
     last_wall: float  # unix seconds when it was sent
-    ref_dts: int  # the timeline's wall-clock reference: program DTS ``ref_dts`` was on time at ``ref_wall``
-    ref_wall: float
+    lead: int = 0  # how far (1/90000) the program ran ahead of the wall clock
 
 
 class RouterCommand(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 
 from shared import subjects
 from shared.messages import (
+    TIMEBASE,
     EventSpec,
     FailoverEvent,
     MediaPacket,
@@ -97,9 +98,7 @@ class EventRouter:
         t, e = self.spec.tenant_id, self.spec.id
         mark = await self._marks.load(e) if self._marks else None
         if mark is not None:  # a router ran this program before: continue its timeline
-            self._timeline.resume(
-                mark.last_dts, to_monotonic(mark.last_wall), mark.ref_dts, to_monotonic(mark.ref_wall)
-            )
+            self._timeline.resume(mark.last_dts, to_monotonic(mark.last_wall), mark.lead)
             self._saved_mark = mark
             log.info("router.resumed", extra={**self._ctx, "last_dts": mark.last_dts})
         limits = {"pending_msgs_limit": 20_000, "pending_bytes_limit": 256 * 1024 * 1024}
@@ -160,7 +159,7 @@ class EventRouter:
                 await self._apply(failover.Packet(packet.source), now)  # may replay the GOP up to here
             self._content.offer(packet, self.state.policy)
             if self._replayed is not packet:
-                await self._feed(packet, now, now, msg.data)
+                await self._feed(packet, now, msg.data)
 
     async def _on_session(self, msg: Msg) -> None:
         try:
@@ -240,29 +239,36 @@ class EventRouter:
         if effect.planned:
             return  # at the input's next keyframe: no gap, no rewind
         cache = self._caches.get(effect.source)
-        replay = cache.replay(now, MAX_REPLAY_AGE_S) if cache else []
-        if replay and self._timeline.lead_if_started(replay[0][1]) > cache.gop_s:  # type: ignore[union-attr]
-            # it would put the program more than a GOP ahead of the wall clock (a lead left by an
-            # earlier replay): wait for the next keyframe instead, which absorbs the lead
+        gop = cache.replay(now, MAX_REPLAY_AGE_S) if cache else []
+        gop_ticks = self._timeline.gop_of(effect.source) or round(MAX_REPLAY_AGE_S * TIMEBASE)
+        if gop and self._timeline.lead_after_replay(gop) > gop_ticks:
+            # the program would run more than a GOP ahead of the wall clock (a lead from an earlier
+            # replay not yet paid back): wait for the next keyframe instead, which pays it back
             log.info("router.replay_skipped", extra={**self._ctx, "input_id": effect.source})
-            replay = []
-        for packet, arrived in replay:
-            await self._feed(packet, arrived, now)
-            self._replayed = packet
-        if replay:
-            self._save_mark_soon()
+            gop = []
+        out = self._timeline.replay(gop)
+        if not out:
+            return  # nothing fresh cached: at the input's next keyframe
+        self._replayed = gop[-1][0]
+        for packet in out:
+            await self._publish(packet)
+        await self._apply(failover.Activated(effect.source), time.monotonic())
+        self._save_mark_soon()
 
-    async def _feed(self, packet: MediaPacket, arrived: float, now: float, raw: bytes | None = None) -> None:
+    async def _feed(self, packet: MediaPacket, now: float, raw: bytes | None = None) -> None:
         before = self._timeline.source
-        out = self._timeline.feed(packet, arrived)
+        out = self._timeline.feed(packet, now)
         if out is None:
             return
+        await self._publish(out, raw if out is packet else None)
+        if self._timeline.source != before and self._timeline.source is not None:
+            await self._apply(failover.Activated(self._timeline.source), time.monotonic())
+
+    async def _publish(self, out: MediaPacket, raw: bytes | None = None) -> None:
         if out.config and (out.keyframe if out.kind == "video" else out.config != self._audio_config):
             self._note_format(out)
         self.packets_out += 1
-        await self._nc.publish(self._program_subject, raw if out is packet and raw else encode_packet(out))
-        if self._timeline.source != before and self._timeline.source is not None:
-            await self._apply(failover.Activated(self._timeline.source), now)
+        await self._nc.publish(self._program_subject, raw or encode_packet(out))
 
     async def _announce(self, switch: failover.Switch) -> None:
         self._seq += 1
@@ -339,8 +345,8 @@ class EventRouter:
         current = self._timeline.mark()
         if self._marks is None or current is None:
             return
-        last_dts, last_wall, ref_dts, ref_wall = current
-        mark = ProgramMark(last_dts, to_wall(last_wall), ref_dts, to_wall(ref_wall))
+        last_dts, last_wall, lead = current
+        mark = ProgramMark(last_dts, to_wall(last_wall), lead)
         if self._saved_mark is not None and mark.last_dts == self._saved_mark.last_dts:
             return
         self._saved_mark = mark
@@ -405,7 +411,7 @@ class EventRouter:
                 for packet in clock.due(now - started):
                     if not self._on_slate():
                         break
-                    await self._feed(packet, now, now)
+                    await self._feed(packet, now)
             delay = started + clock.next_due_s() - time.monotonic()
             await asyncio.sleep(max(0.0, delay))  # ok-sleep: the slate is paced by the wall clock
         log.info("router.slate_stopped", extra=self._ctx)

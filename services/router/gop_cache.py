@@ -1,16 +1,15 @@
 """The latest GOP of one input, with the times its packets arrived: what keeps a backup warm.
 
 An unplanned switch starts the new input from its most recent keyframe instead of waiting up to a GOP
-for the next one. The packets are replayed with the times they arrived, so the program timeline places
-them where they belong on the wall clock (see ``timeline``).
+for the next one. The packets are replayed with the times they arrived, so the program timeline can catch
+them up to the wall clock (see ``ProgramTimeline.replay``).
 """
 
 from __future__ import annotations
 
-from shared.messages import TIMEBASE, MediaPacket
+from shared.messages import MediaPacket
 
 MAX_BYTES = 16 * 1024 * 1024
-DEFAULT_GOP_S = 1.0  # until a second keyframe says otherwise
 
 
 class GopCache:
@@ -18,14 +17,9 @@ class GopCache:
         self.max_bytes = max_bytes
         self._items: list[tuple[MediaPacket, float]] = []
         self._bytes = 0
-        self._last_key_dts: int | None = None
-        self.gop_s = DEFAULT_GOP_S  # the input's keyframe interval, from its own timestamps
 
     def add(self, packet: MediaPacket, arrived: float) -> None:
         if packet.kind == "video" and packet.keyframe and packet.config:
-            if self._last_key_dts is not None and 0 < packet.dts - self._last_key_dts <= 20 * TIMEBASE:
-                self.gop_s = (packet.dts - self._last_key_dts) / TIMEBASE
-            self._last_key_dts = packet.dts
             self._items = [(packet, arrived)]
             self._bytes = len(packet.data)
         elif self._items and packet.kind != "data":
@@ -37,7 +31,6 @@ class GopCache:
     def clear(self) -> None:
         self._items = []
         self._bytes = 0
-        self._last_key_dts = None
 
     def keyframe_age(self, now: float) -> float | None:
         return now - self._items[0][1] if self._items else None
