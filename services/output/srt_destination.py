@@ -39,6 +39,8 @@ from .ts_feed import TsFeed
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 1.5  # on stop, wait at most this long for the partner to take what is queued
+
 # a refusal by the partner itself (not the network): do not hammer it
 _REJECTIONS = frozenset({L.SRT_REJ_BADSECRET, L.SRT_REJ_UNSECURE, 2})  # 2: SRT_REJ_PEER
 
@@ -106,6 +108,11 @@ class SrtDestination:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._feed.detach(self)  # nothing more from the feed, and no second copy of its tail
+        tail = self._feed.pending()
+        if tail and self._live and self.started:
+            self.send(tail)  # the rest of the last frame: the partner's file ends on a whole picture
+        await self._drain()
         effects = self.machine.handle(sm.Stop(time.monotonic()))
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
@@ -119,6 +126,24 @@ class SrtDestination:
             self._listener = None
         while not self._partners.empty():
             self._partners.get_nowait()[0].close()
+
+    async def _drain(self) -> None:
+        """Close gracefully: live mode has no linger, and a partner like ffmpeg stops reading when the
+        connection breaks, dropping what its receive buffer still holds for the latency. So wait until
+        everything is acknowledged, then one latency more, before closing (bounded by DRAIN_S)."""
+        sock = self._sock
+        deadline = time.monotonic() + DRAIN_S
+        while sock is not None and self._live and time.monotonic() < deadline:
+            try:
+                if sock.get_int(L.SRTO_SNDDATA) == 0:
+                    break
+            except SrtError:
+                return
+            await asyncio.sleep(0.02)  # ok-sleep: polling libsrt's send buffer, bounded by DRAIN_S
+        else:
+            return
+        linger = min(self.target.latency_ms / 1000 + 0.1, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(linger)  # ok-sleep: the partner plays out its latency buffer before we close
 
     async def _run(self) -> None:
         m = self.machine

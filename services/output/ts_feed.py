@@ -8,12 +8,15 @@ PMT, so a GOP cache of messages lets a destination that goes live mid-stream sta
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Protocol
 
 from shared.messages import MediaPacket
 from shared.mpegts.mux import Packetizer, TsMuxer
 
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
+IDLE_FLUSH_S = 0.1  # a message's tail waits for the next packet at most this long, then goes out short
 
 
 class TsReceiver(Protocol):
@@ -32,6 +35,8 @@ class TsFeed:
         self.live: list[TsReceiver] = []
         self.frames = 0
         self.messages = 0
+        self._last_packet = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def attach(self, dest: TsReceiver) -> None:
         """A destination went live: the current GOP at once, then live messages."""
@@ -45,6 +50,11 @@ class TsFeed:
     def detach(self, dest: TsReceiver) -> None:
         if dest in self.live:
             self.live.remove(dest)
+
+    def pending(self) -> bytes:
+        """The start of a message still waiting for more TS packets (a destination that leaves takes it,
+        so the last frame it got is whole)."""
+        return self._cutter.pending
 
     def on_packet(self, packet: MediaPacket) -> None:
         data = self._muxer.mux(packet)
@@ -62,6 +72,26 @@ class TsFeed:
         for dest in self.live:
             if dest.started:
                 dest.frame_sent()
+        self._last_packet = time.monotonic()
+        if self._cutter.pending and self._timer is None:
+            self._arm()
+
+    def _arm(self) -> None:
+        try:
+            self._timer = asyncio.get_running_loop().call_later(IDLE_FLUSH_S, self._flush_idle)
+        except RuntimeError:  # no event loop (a test driving the feed directly): no timer
+            self._timer = None
+
+    def _flush_idle(self) -> None:
+        """The program paused (input gone, switching): send the tail of the last frame now."""
+        self._timer = None
+        if time.monotonic() - self._last_packet < IDLE_FLUSH_S:
+            if self._cutter.pending:
+                self._arm()
+            return
+        messages = self._cutter.flush()
+        self._cache(messages, keyframe=False)
+        self._deliver(messages)
 
     def _cache(self, messages: list[bytes], keyframe: bool) -> None:
         if keyframe:

@@ -245,6 +245,10 @@ class Packetizer:
         self._pending = buf[whole:]
         return out
 
+    @property
+    def pending(self) -> bytes:
+        return self._pending
+
     def flush(self) -> list[bytes]:
         out = [self._pending] if self._pending else []
         self._pending = b""

@@ -34,6 +34,7 @@ SRTO_LINGER: Final = 7
 SRTO_UDP_RCVBUF: Final = 9
 SRTO_REUSEADDR: Final = 15
 SRTO_STATE: Final = 17
+SRTO_SNDDATA: Final = 19  # packets in the sender's buffer, not yet acknowledged
 SRTO_LATENCY: Final = 23
 SRTO_PASSPHRASE: Final = 26
 SRTO_PBKEYLEN: Final = 27

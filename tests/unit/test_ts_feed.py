@@ -78,3 +78,20 @@ def test_detached_receivers_get_nothing_more() -> None:
     for packet in packets[20:]:
         feed.on_packet(packet)
     assert len(receiver.messages) == count > 0
+
+
+async def test_the_tail_of_the_last_frame_goes_out_when_the_program_pauses() -> None:
+    import asyncio
+
+    from services.output import ts_feed
+
+    feed = TsFeed()
+    receiver = Receiver()
+    feed.attach(receiver)
+    for packet in program():
+        feed.on_packet(packet)
+    assert feed.pending()  # the last frame's end waits for more TS packets
+    sent = b"".join(receiver.messages)
+    await asyncio.sleep(ts_feed.IDLE_FLUSH_S * 3)
+    assert not feed.pending()
+    assert b"".join(receiver.messages).startswith(sent) and len(b"".join(receiver.messages)) > len(sent)
