@@ -158,8 +158,11 @@ def ack_window(policy: DestinationPolicy, program_bytes_per_s: int) -> int:
 
     An eighth of a stall limit's worth of media: a healthy destination acknowledges several times per
     stall limit (even throttled to a quarter of the bitrate), and a silent one is noticed soon after.
+    Before the bitrate is known, the smallest window (acknowledgements are 16 bytes; more is cheap).
     """
-    window = int(_rate(program_bytes_per_s) * policy.stall_limit_s / 8)
+    if program_bytes_per_s <= 0:
+        return ACK_WINDOW_MIN
+    window = int(program_bytes_per_s * policy.stall_limit_s / 8)
     return max(ACK_WINDOW_MIN, min(ACK_WINDOW_MAX, window))
 
 

@@ -44,7 +44,7 @@ from .state import OutputMachine, OutputState
 log = logging.getLogger(__name__)
 
 EXTENDED_TS = 0xFFFFFF
-SEND_BUFFER = 512 * 1024  # kernel send buffer: small enough that our own queue is where media waits
+SEND_BUFFER = 256 * 1024  # kernel send buffer: small enough that our own queue is where media waits
 _NETWORK_ERRORS = (OSError, ProtocolError, TimeoutError, asyncio.IncompleteReadError, EOFError)
 _TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
@@ -210,7 +210,9 @@ class RtmpDestination:
         except DestinationRejected as exc:
             self._fail(f"destination ended the publish: {exc}", rejected=True)
         except (*_NETWORK_ERRORS, ssl.SSLError) as exc:
-            self._fail(self._lost_reason or _describe(exc, "timed out"))
+            # a TimeoutError here is the kernel's TCP_USER_TIMEOUT: sent data went unacknowledged
+            kernel = f"destination stalled: nothing acknowledged by TCP for {self.policy.stall_limit_s:g} s"
+            self._fail(self._lost_reason or _describe(exc, kernel))
         except Exception as exc:
             log.exception("output.read_crashed", extra=self.ctx)
             self._fail(f"internal error: {type(exc).__name__}")
@@ -316,9 +318,14 @@ class RtmpDestination:
         facts = self._program.facts()
         self.warnings = policies.violations(self.policy, facts)
         self._high, self._low = policies.queue_limits(self.policy, facts.bitrate_bps // 8)
-        writer, liveness = self._writer, self._liveness
-        if not self._live or writer is None or liveness is None:
+        writer, liveness, session = self._writer, self._liveness, self._session
+        if not self._live or writer is None or liveness is None or session is None:
             return
+        window = policies.ack_window(self.policy, facts.bitrate_bps // 8)
+        if not window / 2 <= liveness.window <= window * 2:  # the bitrate moved: ask for a fitting window
+            session.set_window_ack_size(window)
+            self._send_raw(session.data_to_send())
+            liveness.window = window
         verdict = liveness.check(now, self._conn_bytes, writer.transport.get_write_buffer_size())
         if verdict is not None:
             self._lost_reason = f"destination stalled: {verdict}"

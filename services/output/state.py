@@ -152,7 +152,8 @@ class OutputMachine:
         self.disabled_reason = ""
         self.connects = 0
         self.failures = 0
-        self.consecutive_failures = 0  # since the last stable live period: drives the backoff
+        self.consecutive_failures = 0  # of one kind, since a stable live period: drives the backoff
+        self._streak_rejected = False  # the kind of the current streak: refusals or network failures
         self.retry_delay_s = 0.0
         self.retry_at = 0.0  # when the pending retry is due (0 when none)
         self._recent: deque[float] = deque()  # failure times within the disable window
@@ -210,6 +211,10 @@ class OutputMachine:
         was_live = self.state is S.LIVE
         if was_live and event.now - self.since >= self.policy.stable_after_s:
             self.consecutive_failures = 0  # it was fine for a while: start the backoff over
+        if event.rejected != self._streak_rejected:
+            # a refusal after network trouble (or the reverse) is a new problem: its own backoff
+            self.consecutive_failures = 0
+            self._streak_rejected = event.rejected
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = event.error

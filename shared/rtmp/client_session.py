@@ -185,6 +185,15 @@ class ClientSession:
             raise RuntimeError(f"encode_media called in state {self.state.value}, before createStream")
         return encode_message(csid, type_id, timestamp, self._stream_id, payload, self._chunk_size_out)
 
+    def set_window_ack_size(self, size: int) -> None:
+        """Ask the server to acknowledge every ``size`` bytes from now on (e.g. once the stream's
+        bitrate is known). Queued at once when connected, else sent with connect's result."""
+        if not 1 <= size <= 0xFFFFFFFF:
+            raise ValueError(f"window acknowledgement size {size} is outside 1..2**32-1")
+        self.window_ack_size = size
+        if self.state in (ClientState.CREATING_STREAM, ClientState.PUBLISH_SENT, ClientState.PUBLISHED):
+            self._endpoint.send(CSID_CONTROL, WINDOW_ACK_SIZE, u32_payload(size))
+
     def unpublish(self) -> None:
         """Queue FCUnpublish and deleteStream so the destination ends the stream.
 

@@ -78,6 +78,7 @@ def test_queue_limits_and_ack_window_scale_with_the_program_and_stay_bounded() -
     assert policy.queue_limits(b, 0)[0] == 4 * policy.FALLBACK_BYTES_PER_S  # unknown bitrate
     assert policy.ack_window(b, 750_000) == 562_500  # 6 Mbit/s, 6 s stall limit: an eighth
     assert policy.ack_window(b, 1_000) == policy.ACK_WINDOW_MIN
+    assert policy.ack_window(b, 0) == policy.ACK_WINDOW_MIN  # unknown yet: small, adjusted later
     assert policy.ack_window(b, 10**9) == policy.ACK_WINDOW_MAX
 
 

@@ -171,6 +171,20 @@ def test_a_refused_publish_retries_more_slowly_than_a_network_failure() -> None:
     assert rej.last_error == "NetStream.Publish.BadName"
 
 
+def test_refusals_and_network_failures_back_off_separately() -> None:
+    m = machine_in(S.CONNECTING, now=0.0)
+    for _ in range(4):  # 1, 2, 4, 8 s
+        m.handle(Failed(m.since, "no answer"))
+        m.handle(RetryDue(m.retry_at))
+    assert m.retry_delay_s == 8.0
+    # the destination is back but still holds our old session: "name in use" starts its own backoff
+    m.handle(Failed(m.since, "NetStream.Publish.BadName: Already publishing", rejected=True))
+    assert m.state is S.REJECTED and m.retry_delay_s == B.rejected_first_s and m.consecutive_failures == 1
+    m.handle(RetryDue(m.retry_at))
+    m.handle(Failed(m.since, "refused"))
+    assert m.retry_delay_s == B.retry_first_s and m.failures == 6
+
+
 def test_a_stable_live_period_starts_the_backoff_over() -> None:
     m = machine_in(S.CONNECTING, now=0.0)
     now = 0.0

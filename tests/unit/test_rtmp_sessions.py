@@ -662,3 +662,18 @@ def test_create_stream_result_without_a_stream_id() -> None:
     client.receive_data(cmd("_result", 1, {}, {}))
     with pytest.raises(ProtocolError, match="createStream result carries no valid stream id: None"):
         client.receive_data(cmd("_result", 4, None))
+
+
+def test_client_window_ack_size_can_change_once_the_bitrate_is_known() -> None:
+    client, peer = published_client()
+    client.set_window_ack_size(64_000)
+    out = peer.read(client.data_to_send())
+    assert [(m.type_id, control.parse_u32(m.payload, "window")) for m in out] == [
+        (chunk.WINDOW_ACK_SIZE, 64_000)
+    ]
+    assert client.window_ack_size == 64_000
+    early = ClientSession("live", "out1", "rtmp://dest/live")
+    early.set_window_ack_size(32_000)  # before connect: sent with connect's result instead
+    assert early.data_to_send() == b"" and early.window_ack_size == 32_000
+    with pytest.raises(ValueError, match="outside"):
+        client.set_window_ack_size(0)
