@@ -7,6 +7,7 @@ event's desired state, and answer with a view. The route table also drives the O
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from shared import messages, urls
+from shared import messages, netguard, urls
 from shared.config import Settings
 from shared.ids import new_secret
+from shared.secret import Secret
+from shared.vault_client import VaultClient, VaultFailure
 
-from . import auth, openapi, store, validation, views
+from . import auth, credentials, openapi, store, validation, views
 from .commands import RouterCommands, RouterUnavailable
 from .desired import DesiredState, PublishFailed, failover_policy
 from .errors import ApiError, conflict, forbidden, not_found, unauthorized, unavailable
@@ -84,12 +87,15 @@ class Api:
         desired: DesiredState,
         status: StatusCache,
         commands: RouterCommands | None = None,
+        vault: VaultClient | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.desired = desired
         self.status = status
         self.commands = commands
+        self.vault = vault
+        self.allowlist = netguard.Allowlist.parse(settings.destination_allowlist)
         self.routes = self._routes()
         self._by_handler = {route.handler: route for route in self.routes}
         self._openapi: bytes | None = None
@@ -97,6 +103,7 @@ class Api:
     def _routes(self) -> list[Route]:
         ev, inp, out = "/v1/events/{event_id}", "/v1/inputs/{input_id}", "/v1/outputs/{output_id}"
         tenants, events = "/v1/tenants", "/v1/events"
+        creds, cred = "/v1/credentials", "/v1/credentials/{credential_id}"
         return [
             Route("GET", "/healthz", self.healthz, "Liveness", "public", response=views.Healthz),
             Route("GET", "/v1/openapi.json", self.openapi, "This OpenAPI document", "public"),
@@ -177,6 +184,37 @@ class Api:
             Route(
                 "POST", out + "/stop", self.stop_output, "Disable the output; it stays off when the event starts",
                 "tenant", response=views.OutputView, errors=(404, 503),
+            ),
+            # credentials (write-only: the value is never shown again)
+            Route(
+                "GET", creds, self.list_credentials, "List the tenant's credentials (values never shown)", "tenant",
+                response=views.CredentialList, errors=(503,),
+            ),
+            Route(
+                "POST", creds, self.create_credential, "Store a destination credential in the vault", "tenant",
+                status=201, body=validation.CredentialCreate, response=views.CredentialView, errors=(503,),
+            ),
+            Route(
+                "GET", cred, self.get_credential, "A credential: its hint, never its value", "tenant",
+                response=views.CredentialView, errors=(404, 503),
+            ),
+            Route(
+                "POST", cred + "/rotate", self.rotate_credential, "Replace a credential's value", "tenant",
+                body=validation.CredentialRotate, response=views.CredentialView, errors=(404, 409, 503),
+            ),
+            Route(
+                "DELETE", cred, self.delete_credential, "Delete a credential no output uses", "tenant",
+                status=204, errors=(404, 409, 503),
+            ),
+            Route(
+                "POST", cred + "/verify", self.verify_credential,
+                "Check a credential's format and, with probe_url, try it on the destination", "tenant",
+                body=validation.CredentialVerify, response=views.CredentialView, errors=(404, 503),
+            ),
+            Route(
+                "POST", "/v1/vault/rekey", self.rekey_vault,
+                "Rotate the vault's master key: rewrap every secret, optionally retire older versions", "admin",
+                body=validation.VaultRekey, response=views.RekeyView, errors=(409, 503),
             ),
         ]  # fmt: skip
 
@@ -408,19 +446,53 @@ class Api:
 
     async def create_output(self, request: web.Request) -> web.Response:
         body = validation.decode(await request.read(), validation.OutputCreate)
-        target = validation.check_destination(body)
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
-        row = await self._db(
-            store.create_output,
-            self.engine,
-            tenant_id,
-            event_id,
-            body.name.strip(),
-            target.url,
-            body.dest_class,
-            target.preset,
-            target.backup_url,
-        )
+        await self._db(store.get_event, self.engine, tenant_id, event_id)  # 404 before the vault is asked
+        if body.credential_id is not None:
+            target = credentials.keyless_destination(body)
+        else:
+            target = validation.check_destination(body)
+        for url in filter(None, (target.url, target.backup_url)):
+            await credentials.guard(url, self.allowlist)
+        url, backup_url, key_hint, split = target.url, target.backup_url, None, None
+        credential_id = body.credential_id
+        if credential_id is not None:
+            await credentials.check_reference(
+                self.vault, tenant_id, credential_id, url if body.verify else ""
+            )
+        elif credentials.is_rtmp(url):  # the key goes to the vault; the row keeps the URL without it
+            url, key = credentials.split_key(url)
+            field = "stream_key" if body.stream_key is not None else "url"
+            split = await credentials.store_key(
+                self.vault,
+                tenant_id,
+                body.name.strip(),
+                key,
+                target.preset,
+                url if body.verify else "",
+                field,
+            )
+            credential_id, key_hint = split.id, split.hint.replace("…", "****")
+            backup_url = credentials.split_key(backup_url)[0] if backup_url else None
+        try:
+            row = await self._db(
+                store.create_output,
+                self.engine,
+                tenant_id,
+                event_id,
+                body.name.strip(),
+                url,
+                body.dest_class,
+                target.preset,
+                backup_url,
+                credential_id,
+                key_hint,
+            )
+        except BaseException:
+            if split is not None and self.vault is not None:
+                with contextlib.suppress(Exception):
+                    await self.vault.delete(tenant_id, split.id)
+            raise
         log.info(
             "output.created",
             extra={
@@ -441,12 +513,18 @@ class Api:
 
     async def delete_output(self, request: web.Request) -> web.Response:
         tenant_id, output_id = self._tenant(request), request.match_info["output_id"]
+        row = await self._db(store.get_output, self.engine, tenant_id, output_id)
         event_id = await self._db(store.delete_output, self.engine, tenant_id, output_id)
         self.status.forget(output_id)
         log.info(
             "output.deleted", extra={"tenant_id": tenant_id, "event_id": event_id, "output_id": output_id}
         )
         await self._publish(event_id)
+        if row.credential_id and row.key_hint:  # a key split off this output's URL goes with it
+            users = await self._db(store.outputs_with_credential, self.engine, tenant_id, row.credential_id)
+            if not users and self.vault is not None:
+                with contextlib.suppress(Exception):
+                    await self.vault.delete(tenant_id, row.credential_id)
         return web.Response(status=204)
 
     async def list_presets(self, request: web.Request) -> web.Response:
@@ -460,10 +538,113 @@ class Api:
 
     async def _set_output_enabled(self, request: web.Request, enabled: bool) -> web.Response:
         tenant_id, output_id = self._tenant(request), request.match_info["output_id"]
+        if enabled:
+            current = await self._db(store.get_output, self.engine, tenant_id, output_id)
+            if current.credential_id:  # a credential that failed verification must not go live
+                await credentials.check_reference(self.vault, tenant_id, current.credential_id)
         row = await self._db(store.set_output_enabled, self.engine, tenant_id, output_id, enabled)
         log.info("output.enabled", extra={"tenant_id": tenant_id, "output_id": output_id, "enabled": enabled})
         await self._publish(row.event_id)
         return json_response(views.output_view(row, self.status.output(row.event_id, row.id)))
+
+    # --- credentials ---
+
+    async def list_credentials(self, request: web.Request) -> web.Response:
+        found = await credentials.call(credentials.require(self.vault).list(self._tenant(request)))
+        return json_response(views.CredentialList(credentials=[views.credential_view(c) for c in found]))
+
+    async def create_credential(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.CredentialCreate)
+        tenant_id = self._tenant(request)
+        if body.probe_url:
+            await credentials.guard(body.probe_url, self.allowlist, "probe_url")
+        vault = credentials.require(self.vault)
+        value = Secret(body.value)
+        info = await credentials.call(
+            vault.create(
+                tenant_id, body.name.strip(), body.kind, value, body.preset or "", body.probe_url or ""
+            )
+        )
+        log.info(
+            "credential.created", extra={"tenant_id": tenant_id, "credential_id": info.id, "kind": info.kind}
+        )
+        return json_response(views.credential_view(info), 201)
+
+    async def get_credential(self, request: web.Request) -> web.Response:
+        vault = credentials.require(self.vault)
+        info = await credentials.call(
+            vault.describe(self._tenant(request), request.match_info["credential_id"])
+        )
+        return json_response(views.credential_view(info))
+
+    async def rotate_credential(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.CredentialRotate)
+        tenant_id, credential_id = self._tenant(request), request.match_info["credential_id"]
+        if body.probe_url:
+            await credentials.guard(body.probe_url, self.allowlist, "probe_url")
+        vault = credentials.require(self.vault)
+        info = await credentials.call(
+            vault.rotate(
+                tenant_id, credential_id, Secret(body.value), body.version or 0, body.probe_url or ""
+            )
+        )
+        log.info(
+            "credential.rotated",
+            extra={"tenant_id": tenant_id, "credential_id": credential_id, "version": info.version},
+        )
+        await self._db(
+            store.set_key_hint, self.engine, tenant_id, credential_id, info.hint.replace("…", "****")
+        )
+        return json_response(views.credential_view(info))
+
+    async def delete_credential(self, request: web.Request) -> web.Response:
+        tenant_id, credential_id = self._tenant(request), request.match_info["credential_id"]
+        vault = credentials.require(self.vault)
+        info = await credentials.call(vault.describe(tenant_id, credential_id))
+        users = await self._db(store.outputs_with_credential, self.engine, tenant_id, credential_id)
+        if users:
+            raise conflict(
+                f"credential is used by {len(users)} output(s) ({users[0].id}): delete or change them first"
+            )
+        await credentials.call(vault.delete(tenant_id, credential_id, info.version))
+        log.info("credential.deleted", extra={"tenant_id": tenant_id, "credential_id": credential_id})
+        return web.Response(status=204)
+
+    async def verify_credential(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.CredentialVerify, allow_empty=True)
+        tenant_id, credential_id = self._tenant(request), request.match_info["credential_id"]
+        if body.probe_url:
+            await credentials.guard(body.probe_url, self.allowlist, "probe_url")
+        vault = credentials.require(self.vault)
+        reply = await credentials.call(vault.verify(tenant_id, credential_id, body.probe_url or ""))
+        assert reply.credential is not None
+        extra = {"tenant_id": tenant_id, "credential_id": credential_id, "status": reply.credential.status}
+        log.info("credential.verified", extra=extra)
+        if reply.error is not None:
+            failed = credentials.api_error(VaultFailure(reply.error.code, reply.error.description))
+            if failed.status != 422 or failed.code != "verification_failed":
+                failed = ApiError(422, "verification_failed", reply.error.description, failed.field)
+            raise failed
+        return json_response(views.credential_view(reply.credential))
+
+    async def rekey_vault(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.VaultRekey, allow_empty=True)
+        vault = credentials.require(self.vault)
+        reply = await credentials.call(
+            vault.rekey(body.retire_previous, tuple(body.retire), body.add_version)
+        )
+        log.info(
+            "vault.rekeyed", extra={"active_version": reply.active_version, "rewrapped": reply.rewrapped}
+        )
+        return json_response(
+            views.RekeyView(
+                active_version=reply.active_version,
+                versions=list(reply.versions),
+                retired=list(reply.retired),
+                rewrapped=reply.rewrapped,
+                failed=list(reply.failed),
+            )
+        )
 
 
 API: web.AppKey[Api] = web.AppKey("api")
@@ -475,8 +656,9 @@ def create_app(
     desired: DesiredState,
     status: StatusCache,
     commands: RouterCommands | None = None,
+    vault: VaultClient | None = None,
 ) -> web.Application:
-    api = Api(settings, engine, desired, status, commands)
+    api = Api(settings, engine, desired, status, commands, vault)
     app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY_BYTES)
     for route in api.routes:
         app.router.add_route(route.method, route.path, route.handler)

@@ -76,7 +76,7 @@ outputs = sa.Table(
     ),
     sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), nullable=False, index=True),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("url", sa.String(2048), nullable=False),  # full URL with the key, until the vault holds keys
+    sa.Column("url", sa.String(2048), nullable=False),  # without the key when credential_id is set
     sa.Column("dest_class", sa.String(1), nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -84,6 +84,9 @@ outputs = sa.Table(
     sa.Column("pair_id", sa.String(64), nullable=True),  # its paired backup-ingest output, both ways
     sa.Column("auto_disabled", sa.String(500), nullable=True),  # why an output worker auto-disabled it
     sa.Column("generation", sa.Integer, nullable=False, server_default="0"),  # bumped on each re-enable
+    # the vault credential holding the key: then ``url`` has no key; key_hint shows its last four characters
+    sa.Column("credential_id", sa.String(64), nullable=True),
+    sa.Column("key_hint", sa.String(16), nullable=True),
 )
 
 

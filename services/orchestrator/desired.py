@@ -68,6 +68,7 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
                 enabled=o.enabled,
                 auto_disabled=o.auto_disabled or "",
                 generation=o.generation,
+                credential_id=o.credential_id or "",
             )
             for o in detail.outputs
         ),

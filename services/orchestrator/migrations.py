@@ -127,11 +127,20 @@ def _v4_srt_inputs(conn: Connection) -> None:
         conn.execute(sa.text(ddl))
 
 
+def _v5_output_credentials(conn: Connection) -> None:
+    for ddl in (
+        "ALTER TABLE outputs ADD COLUMN credential_id VARCHAR(64)",
+        "ALTER TABLE outputs ADD COLUMN key_hint VARCHAR(16)",
+    ):
+        conn.execute(sa.text(ddl))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
     Migration(2, "outputs: platform preset, paired backup, auto-disable, generation", _v2_output_policy),
     Migration(3, "events: failover policy and input lock", _v3_failover),
     Migration(4, "inputs: SRT passphrase, key length and latency", _v4_srt_inputs),
+    Migration(5, "outputs: vault credential reference and key hint", _v5_output_credentials),
 )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from shared import bus
 from shared.config import Settings
+from shared.vault_client import VaultClient
 
 from . import auth, db, migrations
 from .api import create_app
@@ -75,7 +76,7 @@ async def start(
     await recorder.subscribe(nc)
     stack.push_async_callback(recorder.close)
     return Orchestrator(
-        app=create_app(settings, engine, desired, status, RouterCommands(nc)),
+        app=create_app(settings, engine, desired, status, RouterCommands(nc), VaultClient(nc)),
         engine=engine,
         desired=desired,
         status=status,

@@ -77,6 +77,8 @@ class Output:
     pair_id: str | None = None  # the paired output (a platform's backup ingest), both ways
     auto_disabled: str | None = None  # why an output worker auto-disabled it; off until re-enabled
     generation: int = 0  # bumped on every re-enable
+    credential_id: str | None = None  # the vault credential with the key; ``url`` then has none
+    key_hint: str | None = None  # "****abcd" when the key was split off the URL given at create
 
     def __repr__(self) -> str:
         return f"Output(id={self.id!r}, event_id={self.event_id!r}, name={self.name!r})"
@@ -332,8 +334,11 @@ def create_output(
     dest_class: str,
     preset: str | None = None,
     backup_url: str | None = None,
+    credential_id: str | None = None,
+    key_hint: str | None = None,
 ) -> Output:
-    """Add an output; with ``backup_url`` also its paired backup-ingest output. Returns the first."""
+    """Add an output; with ``backup_url`` also its paired backup-ingest output. Returns the first.
+    With ``credential_id`` the URLs carry no key: both outputs use the credential's."""
     now = time.time()
     created = Output(
         id=new_id("out"),
@@ -345,6 +350,8 @@ def create_output(
         enabled=True,
         created_at=now,
         preset=preset,
+        credential_id=credential_id,
+        key_hint=key_hint,
     )
     rows = [created]
     if backup_url is not None:
@@ -359,6 +366,8 @@ def create_output(
             created_at=now,
             preset=preset,
             pair_id=created.id,
+            credential_id=credential_id,
+            key_hint=key_hint,
         )
         created = dataclasses.replace(created, pair_id=backup.id)
         rows = [created, backup]
@@ -426,3 +435,28 @@ def record_auto_disable(engine: Engine, output_id: str, generation: int, reason:
         conn.execute(update.values(auto_disabled=reason[:500]))
         _touch(conn, event)
         return found.event_id
+
+
+def outputs_with_credential(engine: Engine, tenant_id: str, credential_id: str) -> list[Output]:
+    """The tenant's outputs that take their key from ``credential_id``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(db.outputs).where(
+                db.outputs.c.tenant_id == tenant_id, db.outputs.c.credential_id == credential_id
+            )
+        )
+        return [_output(r) for r in rows]
+
+
+def set_key_hint(engine: Engine, tenant_id: str, credential_id: str, hint: str) -> None:
+    """After a rotation: the new hint on the outputs whose key was split off into ``credential_id``."""
+    with engine.begin() as conn:
+        conn.execute(
+            db.outputs.update()
+            .where(
+                db.outputs.c.tenant_id == tenant_id,
+                db.outputs.c.credential_id == credential_id,
+                db.outputs.c.key_hint.is_not(None),
+            )
+            .values(key_hint=hint)
+        )

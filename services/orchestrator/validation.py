@@ -132,10 +132,23 @@ StreamKey = Annotated[
 PairedBackup = Annotated[
     bool, msgspec.Meta(description="Also push to the platform's backup ingest, as a paired output")
 ]
+CredentialRef = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=64, description="A vault credential holding the key; the url then has no key"
+    ),
+]
+VerifyFlag = Annotated[
+    bool, msgspec.Meta(description="Probe the destination with the key (connect, publish, unpublish) first")
+]
 
 
 class OutputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A destination: a ``url``, or a platform ``preset`` and the ``stream_key`` it hands out."""
+    """A destination: a ``url``, or a platform ``preset`` and the ``stream_key`` it hands out.
+
+    The key goes to the vault: split off the URL (or taken from ``stream_key``) into a new credential,
+    or already there as ``credential_id`` (the URL is then everything but the key).
+    """
 
     name: Name
     url: PushUrl | None = None
@@ -143,6 +156,62 @@ class OutputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     preset: PresetChoice | None = None
     stream_key: StreamKey | None = None
     backup: PairedBackup = False
+    credential_id: CredentialRef | None = None
+    verify: VerifyFlag = False
+
+    def __repr__(self) -> str:
+        return (
+            f"OutputCreate(name={self.name!r}, preset={self.preset!r}, credential_id={self.credential_id!r})"
+        )
+
+
+CredentialKind = Literal["stream_key", "srt_passphrase", "rtmp_userpass"]
+SecretValue = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=1024, description="The secret (write-only: never shown again)")
+]
+ProbeUrl = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=2048,
+        description="Verify with a live probe (connect, publish, unpublish) at this URL, without the key",
+    ),
+]
+ExpectedVersion = Annotated[
+    int, msgspec.Meta(ge=1, description="Fail with 409 if the credential changed since this version")
+]
+
+
+class CredentialCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: Name
+    kind: CredentialKind
+    value: SecretValue
+    preset: PresetChoice | None = None
+    probe_url: ProbeUrl | None = None
+
+    def __repr__(self) -> str:
+        return f"CredentialCreate(name={self.name!r}, kind={self.kind!r}, preset={self.preset!r})"
+
+
+class CredentialRotate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    value: SecretValue
+    version: ExpectedVersion | None = None
+    probe_url: ProbeUrl | None = None
+
+    def __repr__(self) -> str:
+        return f"CredentialRotate(version={self.version!r})"
+
+
+class CredentialVerify(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    probe_url: ProbeUrl | None = None
+
+
+class VaultRekey(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Add a master key version, rewrap every secret, optionally retire older versions."""
+
+    retire_previous: bool = False
+    retire: list[Annotated[int, msgspec.Meta(ge=1)]] = []
+    add_version: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from shared.messages import (
     RouterStatus,
 )
 from shared.srt.streamid import publish_streamid
+from shared.vault_messages import CredentialInfo
 
 from . import auth, store
 
@@ -148,6 +149,7 @@ class OutputView(msgspec.Struct, frozen=True, kw_only=True):
     drop_events: int = 0
     preset: str | None = None
     paired_output_id: str | None = None  # the paired backup-ingest output (or the primary of a backup)
+    credential_id: str | None = None  # the vault credential that holds the key
 
 
 class PresetView(msgspec.Struct, frozen=True, kw_only=True):
@@ -362,13 +364,70 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
         id=row.id,
         event_id=row.event_id,
         name=row.name,
-        url=urls.sanitize(row.url),
+        url=shown_url(row),
         dest_class=row.dest_class,  # type: ignore[arg-type]
         enabled=row.enabled,
         created_at=_time(row.created_at),
         preset=row.preset,
         paired_output_id=row.pair_id,
+        credential_id=row.credential_id,
         **live,
+    )
+
+
+def shown_url(row: store.Output) -> str:
+    """The URL as a user may see it: a key split off into the vault shows as its hint."""
+    if row.credential_id:  # the stored URL has no key: it was split off, or never given
+        return f"{row.url}/{row.key_hint}" if row.key_hint else row.url
+    return urls.sanitize(row.url)
+
+
+CredentialStatusText = Literal["unverified", "valid", "invalid"]
+
+
+class CredentialView(msgspec.Struct, frozen=True, kw_only=True):
+    """A credential without its value: ``hint`` shows at most the last four characters."""
+
+    id: str
+    name: str
+    kind: str
+    hint: str
+    version: int  # send it back with a rotate to fail (409) on a concurrent change
+    preset: str | None = None
+    status: CredentialStatusText = "unverified"
+    last_error: str = ""
+    verified_at: Timestamp | None = None
+    probed: bool = False
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class CredentialList(msgspec.Struct, frozen=True):
+    credentials: list[CredentialView]
+
+
+class RekeyView(msgspec.Struct, frozen=True, kw_only=True):
+    active_version: int
+    versions: list[int]
+    retired: list[int]
+    rewrapped: int
+    failed: list[str]
+
+
+def credential_view(info: CredentialInfo) -> CredentialView:
+    return CredentialView(
+        id=info.id,
+        name=info.name,
+        kind=info.kind,
+        hint=info.hint,
+        version=info.version,
+        preset=info.preset or None,
+        status=info.status,
+        last_error=info.last_error,
+        verified_at=_time(info.verified_at) if info.verified_at else None,
+        probed=info.probed,
+        created_at=_time(info.created_at),
+        updated_at=_time(info.updated_at),
     )
 
 

@@ -57,7 +57,9 @@ def parse(text: str, where: str) -> tuple[dict[int, bytes], set[int]]:
         except (binascii.Error, ValueError):
             raise MasterKeyError(f"{where}: version {version} is not valid base64") from None
         if len(key) != KEY_BYTES:
-            raise MasterKeyError(f"{where}: version {version} must decode to {KEY_BYTES} bytes, not {len(key)}")
+            raise MasterKeyError(
+                f"{where}: version {version} must decode to {KEY_BYTES} bytes, not {len(key)}"
+            )
         keys[version] = key
     if not keys and not tombstones:
         raise MasterKeyError(f"{where}: no master key")

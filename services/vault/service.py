@@ -31,7 +31,6 @@ from shared.ids import new_id
 from shared.messages import EventSpec
 from shared.messages import decode as decode_message
 from shared.secret import Secret
-from shared.urls import mask_secret
 
 from . import envelope, store, verify
 from .audit import Auditor, AuditUnavailable, ensure_stream
@@ -41,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_NAME = 200
+HINT_MIN_LENGTH = 12  # four characters of a shorter secret would say too much
 
 
 class Refused(Exception):
@@ -67,6 +67,12 @@ def _info(row: store.Row) -> vm.CredentialInfo:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def hint_of(value: Secret) -> str:
+    """What the API may show of a value: ``…`` and its last four characters (none for a short one)."""
+    text = value.reveal()
+    return "…" + text[-4:] if len(text) >= HINT_MIN_LENGTH else "…"
 
 
 def _check_id(value: str, what: str) -> str:
@@ -175,7 +181,9 @@ class VaultService:
         try:
             master = keyring.key(version)
         except envelope.EnvelopeError:
-            raise Refused(vm.TRANSPORT_KEY, f"transport key version {version} is not in use: fetch it again") from None
+            raise Refused(
+                vm.TRANSPORT_KEY, f"transport key version {version} is not in use: fetch it again"
+            ) from None
         if version not in self._transport:
             self._transport[version] = sealed_box.private_from_seed(master, b"vault transport %d" % version)
         return self._transport[version]
@@ -192,7 +200,9 @@ class VaultService:
             plain = sealed_box.open_box(private, value.ephemeral, value.box, context)
             return Secret(plain.decode())
         except (sealed_box.BoxError, UnicodeDecodeError):
-            raise Refused(vm.BAD_REQUEST, "the sealed value did not open (sealed for another request?)") from None
+            raise Refused(
+                vm.BAD_REQUEST, "the sealed value did not open (sealed for another request?)"
+            ) from None
 
     # --- helpers ---
 
@@ -207,7 +217,9 @@ class VaultService:
     @staticmethod
     def _expect(row: store.Row, expected: int) -> None:
         if expected and row.version != expected:
-            raise Refused(vm.CONFLICT, f"credential is at version {row.version}, not {expected}: read it again")
+            raise Refused(
+                vm.CONFLICT, f"credential is at version {row.version}, not {expected}: read it again"
+            )
 
     @staticmethod
     def _format(kind: str, value: Secret, preset: str) -> None:
@@ -229,7 +241,12 @@ class VaultService:
 
     async def _audit(self, op: str, tenant_id: str, credential_id: str, outcome: str, **extra: str) -> None:
         record = vm.AuditRecord(
-            op=op, tenant_id=tenant_id, credential_id=credential_id, outcome=outcome, requester="orchestrator", **extra
+            op=op,
+            tenant_id=tenant_id,
+            credential_id=credential_id,
+            outcome=outcome,
+            requester="orchestrator",
+            **extra,
         )
         await self._auditor.try_record(record)
 
@@ -264,7 +281,7 @@ class VaultService:
             name=name,
             kind=request.kind,
             preset=request.preset,
-            hint=mask_secret(value.reveal()),
+            hint=hint_of(value),
             master_version=sealed.master_version,
             wrapped_key=sealed.wrapped_key,
             ciphertext=sealed.ciphertext,
@@ -277,7 +294,10 @@ class VaultService:
             updated_at=now,
         )
         await asyncio.to_thread(store.insert, self._engine, row)
-        log.info("vault.created", extra={"tenant_id": tenant_id, "credential_id": credential_id, "kind": request.kind})
+        log.info(
+            "vault.created",
+            extra={"tenant_id": tenant_id, "credential_id": credential_id, "kind": request.kind},
+        )
         await self._audit("create", tenant_id, credential_id, "ok")
         return vm.CredentialReply(credential=_info(row))
 
@@ -296,13 +316,16 @@ class VaultService:
             master_version=sealed.master_version,
             wrapped_key=sealed.wrapped_key,
             ciphertext=sealed.ciphertext,
-            hint=mask_secret(value.reveal()),
+            hint=hint_of(value),
             status="valid",
             last_error="",
             probed=probed,
             verified_at=time.time(),
         )
-        log.info("vault.rotated", extra={"tenant_id": row.tenant_id, "credential_id": row.id, "version": updated.version})
+        log.info(
+            "vault.rotated",
+            extra={"tenant_id": row.tenant_id, "credential_id": row.id, "version": updated.version},
+        )
         await self._audit("rotate", row.tenant_id, row.id, "ok")
         return vm.CredentialReply(credential=_info(updated))
 
@@ -367,7 +390,9 @@ class VaultService:
             reply = await self._resolve(request)
         except (Refused, envelope.EnvelopeError) as exc:
             code = exc.code
-            await self._auditor.try_record(msgspec.structs.replace(record, outcome=code, detail=str(exc)[:300]))
+            await self._auditor.try_record(
+                msgspec.structs.replace(record, outcome=code, detail=str(exc)[:300])
+            )
             log.warning(
                 "vault.resolve_refused",
                 extra={"output_id": record.output_id, "worker": record.requester, "code": code},
@@ -376,11 +401,19 @@ class VaultService:
         try:
             await self._auditor.record(record)
         except AuditUnavailable:
-            log.error("vault.resolve_refused", extra={"output_id": record.output_id, "code": vm.AUDIT_UNAVAILABLE})
-            raise Refused(vm.AUDIT_UNAVAILABLE, "the audit record could not be stored: resolve refused") from None
+            log.error(
+                "vault.resolve_refused", extra={"output_id": record.output_id, "code": vm.AUDIT_UNAVAILABLE}
+            )
+            raise Refused(
+                vm.AUDIT_UNAVAILABLE, "the audit record could not be stored: resolve refused"
+            ) from None
         log.info(
             "vault.resolved",
-            extra={"tenant_id": request.tenant_id, "credential_id": request.credential_id, "worker": request.worker},
+            extra={
+                "tenant_id": request.tenant_id,
+                "credential_id": request.credential_id,
+                "worker": request.worker,
+            },
         )
         return reply
 

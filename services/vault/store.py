@@ -162,7 +162,9 @@ def insert(engine: Engine, row: Row) -> Row:
 def get(engine: Engine, tenant_id: str, credential_id: str) -> Row:
     with engine.connect() as conn:
         found = conn.execute(
-            sa.select(credentials).where(credentials.c.id == credential_id, credentials.c.tenant_id == tenant_id)
+            sa.select(credentials).where(
+                credentials.c.id == credential_id, credentials.c.tenant_id == tenant_id
+            )
         ).first()
     if found is None:
         raise NotFound(credential_id)
@@ -181,7 +183,9 @@ def list_for(engine: Engine, tenant_id: str) -> list[Row]:
 
 def all_ids(engine: Engine) -> list[tuple[str, str]]:
     with engine.connect() as conn:
-        return [(r.tenant_id, r.id) for r in conn.execute(sa.select(credentials.c.tenant_id, credentials.c.id))]
+        return [
+            (r.tenant_id, r.id) for r in conn.execute(sa.select(credentials.c.tenant_id, credentials.c.id))
+        ]
 
 
 def update(engine: Engine, current: Row, **values: Any) -> Row:
@@ -255,7 +259,9 @@ def retire(engine: Engine, versions: set[int]) -> None:
                 sa.select(master_key_states.c.version).where(master_key_states.c.version == version)
             )
             if exists is None:
-                conn.execute(master_key_states.insert().values(version=version, state="retired", changed_at=now))
+                conn.execute(
+                    master_key_states.insert().values(version=version, state="retired", changed_at=now)
+                )
             else:
                 conn.execute(
                     master_key_states.update()

@@ -22,7 +22,10 @@ _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 PRESET_KEYS = {
     "youtube": (re.compile(r"^[A-Za-z0-9]{4}(-[A-Za-z0-9]{4}){3,4}$"), "xxxx-xxxx-xxxx-xxxx(-xxxx)"),
     "twitch": (re.compile(r"^live_[0-9]+_[A-Za-z0-9]{10,}$"), "live_<digits>_<letters and digits>"),
-    "facebook": (re.compile(r"^(FB-)?[0-9]+(-[0-9]+-[A-Za-z0-9_-]+)?(\?[\x21-\x7e]*)?$"), "FB-<digits>-<digits>-<code>"),
+    "facebook": (
+        re.compile(r"^(FB-)?[0-9]+(-[0-9]+-[A-Za-z0-9_-]+)?(\?[\x21-\x7e]*)?$"),
+        "FB-<digits>-<digits>-<code>",
+    ),
 }
 
 
@@ -122,7 +125,9 @@ async def probe_rtmp(
                 writer.write(session.data_to_send())
                 while (event := session.next_event()) is not None:
                     if isinstance(event, Rejected):
-                        raise ProbeFailed(scrub(f"the destination refused: {event.code} {event.description}"), True)
+                        raise ProbeFailed(
+                            scrub(f"the destination refused: {event.code} {event.description}"), True
+                        )
                     if isinstance(event, Published):
                         session.unpublish()
                         writer.write(session.data_to_send())
@@ -137,7 +142,9 @@ async def probe_rtmp(
     except ssl.SSLError as exc:
         raise ProbeFailed(scrub(f"TLS failed: {exc.reason or exc}"), rejected=True) from None
     except (OSError, ProtocolError, EOFError) as exc:
-        raise ProbeFailed(scrub(f"could not reach the destination: {type(exc).__name__}: {exc}"), False) from None
+        raise ProbeFailed(
+            scrub(f"could not reach the destination: {type(exc).__name__}: {exc}"), False
+        ) from None
     finally:
         if writer is not None:
             writer.close()

@@ -19,11 +19,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 
 from services.orchestrator import db, server
-from shared import bus
+from services.vault import master_keys
+from services.vault.service import VaultService
+from shared import bus, netguard
 from shared.config import Settings
 from tests.peers.nats_server import NatsServer
 
 PG_ENV = "FANOUT_TEST_DATABASE_URL"
+LOOPBACK_ALLOWLIST = "127.0.0.0/8,::1/128"
 TABLES = ("tenants", "api_keys", "events", "inputs", "outputs")
 
 
@@ -111,7 +114,7 @@ class Api:
         return str(created["key"])
 
     async def event_with_everything(self, key: str = "admin") -> dict[str, Any]:
-        """An event with a primary input and one output; returns ids."""
+        """An event with a primary input, one output and a credential no output uses; returns ids."""
         ev = await self.ok("POST", "/v1/events", {"name": "show"}, key)
         inp = await self.ok(
             "POST", f"/v1/events/{ev['id']}/inputs", {"role": "primary", "protocol": "rtmp"}, key
@@ -122,11 +125,18 @@ class Api:
             {"name": "yt", "url": "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop", "class": "B"},
             key,
         )
+        cred = await self.ok(
+            "POST",
+            "/v1/credentials",
+            {"name": "spare", "kind": "stream_key", "value": "live_5_SpareKey00000001"},
+            key,
+        )
         return {
             "event_id": ev["id"],
             "input_id": inp["id"],
             "output_id": out["id"],
             "stream_key": inp["stream_key"],
+            "credential_id": cred["id"],
         }
 
     def counts(self) -> dict[str, int]:
@@ -150,7 +160,20 @@ def make_settings(tmp_path: Path, nats_url: str, database_url: str | None, admin
         public_host="media.example.com",
         rtmp_port=1935,
         http_port=0,
+        destination_allowlist=LOOPBACK_ALLOWLIST,  # tests deliver to loopback peers, as the e2e stack does
     )
+
+
+async def start_vault(settings: Settings, nc: Client, stack: contextlib.AsyncExitStack) -> VaultService:
+    """The vault in-process, on the orchestrator's database (tables of its own), keys under the data dir."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.create_engine(settings.effective_database_url)
+    stack.callback(engine.dispose)
+    keys = master_keys.load(settings.data_dir, {})
+    vault = VaultService(nc, engine, keys, netguard.Allowlist.parse(settings.destination_allowlist))
+    await vault.start()
+    stack.push_async_callback(vault.close)
+    return vault
 
 
 @pytest.fixture
@@ -170,6 +193,7 @@ async def api(
     settings = make_settings(tmp_path, nats_server.url, database_url, admin_key)
     shown: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
+        await start_vault(settings, nc, stack)
         orchestrator = await server.start(settings, nc, stack, show_key=shown.append)
         client = TestClient(TestServer(orchestrator.app))
         await client.start_server()

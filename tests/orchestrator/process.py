@@ -28,6 +28,7 @@ class OrchestratorProcess:
     stdout_path: Path
     stderr_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    vault: subprocess.Popen[bytes] | None = None  # the vault service the API stores keys in
 
     @property
     def url(self) -> str:
@@ -65,7 +66,10 @@ class OrchestratorProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10) -> int | None:
-        return stop(self.proc, timeout)
+        code = stop(self.proc, timeout)
+        if self.vault is not None:
+            stop(self.vault, timeout)
+        return code
 
 
 def _healthy(port: int) -> bool:
@@ -83,8 +87,10 @@ def start_orchestrator(
     admin_key: str | None = None,
     extra_env: dict[str, str] | None = None,
     http_port: int | None = None,
+    with_vault: bool = True,
 ) -> OrchestratorProcess:
-    """Start the orchestrator and wait for /healthz. ``admin_key=None`` lets it generate (and print) one."""
+    """Start the orchestrator and wait for /healthz. ``admin_key=None`` lets it generate (and print) one.
+    ``with_vault`` starts the vault service beside it (same data dir and database), as the stack does."""
     data_dir = workdir / "var"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = http_port or free_port()
@@ -121,7 +127,32 @@ def start_orchestrator(
         wait_until(lambda: proc.poll() is not None or _healthy(port), 30, "the orchestrator's /healthz")
         if proc.poll() is not None:
             raise RuntimeError(f"orchestrator exited ({proc.returncode}):\n{orch.log_text()[-4000:]}")
+        if with_vault:
+            orch.vault = _start_vault(workdir, env, runs)
     except BaseException:
         orch.stop()
         raise
     return orch
+
+
+def _start_vault(workdir: Path, env: dict[str, str], run: int) -> subprocess.Popen[bytes]:
+    log_path = workdir / f"vault{run}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.vault"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        return proc.poll() is not None or "vault.ready" in log_path.read_text(errors="replace")
+
+    wait_until(ready, 30, "the vault to subscribe")
+    if proc.poll() is not None:
+        raise RuntimeError(
+            f"vault exited ({proc.returncode}):\n{log_path.read_text(errors='replace')[-4000:]}"
+        )
+    return proc

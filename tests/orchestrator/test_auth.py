@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from services.orchestrator import db
 from services.orchestrator.api import API
+from services.vault import store as vault_store
 from shared import bus, subjects
 from tests.orchestrator.conftest import TABLES, Api
 
@@ -39,17 +40,24 @@ ID_ROUTES: list[tuple[str, str, Any]] = [
     ("DELETE", "/v1/outputs/{output_id}", None),
     ("POST", "/v1/outputs/{output_id}/start", None),
     ("POST", "/v1/outputs/{output_id}/stop", None),
+    ("GET", "/v1/credentials/{credential_id}", None),
+    ("POST", "/v1/credentials/{credential_id}/rotate", {"value": "live_77_RotatedByOwner0001"}),
+    ("POST", "/v1/credentials/{credential_id}/verify", None),
+    ("DELETE", "/v1/credentials/{credential_id}", None),
 ]
 ADMIN_ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/tenants", None),
     ("POST", "/v1/tenants", {"name": "sneaky"}),
     ("POST", "/v1/tenants/{tenant_id}/keys", None),
+    ("POST", "/v1/vault/rekey", {"add_version": False}),
 ]
 
 
 def snapshot(api: Api) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the orchestrator's tables and of the vault's (which share the database here)."""
+    tables = [db.metadata.tables[t] for t in TABLES] + [vault_store.credentials]
     with api.orchestrator.engine.connect() as conn:
-        return {t: sorted(tuple(r) for r in conn.execute(sa.select(db.metadata.tables[t]))) for t in TABLES}
+        return {t.name: sorted(tuple(r) for r in conn.execute(sa.select(t))) for t in tables}
 
 
 async def kv_revision(api: Api, event_id: str) -> int:

@@ -47,9 +47,19 @@ async def test_every_change_lands_in_kv_as_an_event_spec(api: Api) -> None:
             key_hash=hashlib.sha256(inp["stream_key"].encode()).hexdigest(),
         ),
     )
+    # the key went to the vault: desired state has the URL without it and the credential's id
+    assert out["credential_id"] and out["url"] == YT.rsplit("/", 1)[0] + "/****" + YT[-4:]
     assert spec.outputs == (
-        messages.OutputSpec(id=out["id"], name="yt", url=YT, dest_class="C", enabled=True),
+        messages.OutputSpec(
+            id=out["id"],
+            name="yt",
+            url=YT.rsplit("/", 1)[0],
+            dest_class="C",
+            enabled=True,
+            credential_id=out["credential_id"],
+        ),
     )
+    assert YT.rsplit("/", 1)[1].encode() not in messages.encode(spec)
     assert spec.revision == 3
 
     await api.ok("POST", f"/v1/outputs/{out['id']}/stop", key=key)

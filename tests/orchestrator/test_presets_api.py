@@ -51,7 +51,9 @@ async def test_preset_and_key_build_the_url(api: Api, preset: str, key: str, ser
     assert out["paired_output_id"] is None
     assert key not in str(out)
     spec = await spec_of(api, ev)
-    assert spec is not None and spec.outputs[0].url == server + key  # what the output worker gets
+    # what the output worker gets: the URL without the key, and the vault credential that holds it
+    assert spec is not None and spec.outputs[0].url == server.rstrip("/")
+    assert spec.outputs[0].credential_id == out["credential_id"]
 
 
 VALID_URLS = [
@@ -117,8 +119,9 @@ async def test_youtube_backup_ingest_is_a_paired_output(api: Api) -> None:
     spec = await spec_of(api, ev)
     assert spec is not None
     urls = {o.id: o.url for o in spec.outputs}
-    assert urls[primary["id"]] == f"rtmps://a.rtmps.youtube.com:443/live2/{YT_KEY}"
-    assert urls[backup["id"]] == f"rtmps://b.rtmps.youtube.com:443/live2?backup=1/{YT_KEY}"
+    assert urls[primary["id"]] == "rtmps://a.rtmps.youtube.com:443/live2"
+    assert urls[backup["id"]] == "rtmps://b.rtmps.youtube.com:443/live2?backup=1"
+    assert {o.credential_id for o in spec.outputs} == {primary["credential_id"]}, "one key, in the vault"
     # each runs and fails on its own; deleting the output deletes its pair
     await api.ok("POST", f"/v1/outputs/{backup['id']}/stop")
     assert (await api.ok("GET", f"/v1/outputs/{primary['id']}"))["enabled"] is True
@@ -134,7 +137,8 @@ async def test_a_backup_from_a_typed_youtube_url(api: Api) -> None:
     spec = await spec_of(api, ev)
     assert spec is not None
     assert {o.url for o in spec.outputs} == {
-        f"rtmp://a.rtmp.youtube.com/live2/{YT_KEY}",
-        f"rtmps://b.rtmps.youtube.com:443/live2?backup=1/{YT_KEY}",
+        "rtmp://a.rtmp.youtube.com/live2",
+        "rtmps://b.rtmps.youtube.com:443/live2?backup=1",
     }
+    assert {o.credential_id for o in spec.outputs} == {primary["credential_id"]}
     assert primary["paired_output_id"] in {o.id for o in spec.outputs}

@@ -39,7 +39,11 @@ class Vault:
             id=event_id,
             name="show",
             state="live",
-            outputs=(OutputSpec(id=output_id, name="dest", url="rtmp://example.com/app", credential_id=credential_id),),
+            outputs=(
+                OutputSpec(
+                    id=output_id, name="dest", url="rtmp://example.com/app", credential_id=credential_id
+                ),
+            ),
         )
         kv = await bus.desired_bucket(self.nc)
         await kv.put(subjects.desired_event_key(event_id), encode(spec))
@@ -49,7 +53,9 @@ def ids(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
-async def start_vault(nc: Client, tmp_path: Path, environ: dict[str, str] | None = None) -> tuple[VaultService, Engine]:
+async def start_vault(
+    nc: Client, tmp_path: Path, environ: dict[str, str] | None = None
+) -> tuple[VaultService, Engine]:
     data_dir = tmp_path / "var"
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{data_dir / 'fanout.db'}")

@@ -80,7 +80,9 @@ async def test_verify_on_demand_marks_a_key_the_destination_stopped_accepting(
 
 async def test_a_probe_to_a_private_address_is_refused_before_connecting(vault: Vault) -> None:
     with pytest.raises(VaultFailure) as err:
-        await vault.client.create(ids("tn"), "x", "stream_key", Secret(GOOD), probe_url="rtmp://10.0.0.1/live")
+        await vault.client.create(
+            ids("tn"), "x", "stream_key", Secret(GOOD), probe_url="rtmp://10.0.0.1/live"
+        )
     assert err.value.code == vm.DESTINATION_REFUSED and "private" in err.value.description
 
 

@@ -33,7 +33,9 @@ async def create(vault: Vault, tenant: str, value: str = KEY, **kw: str) -> vm.C
     return await vault.client.create(tenant, "twitch main", "stream_key", Secret(value), **kw)
 
 
-async def leased_output(vault: Vault, tenant: str, credential_id: str, worker: str = "output-1") -> tuple[str, str]:
+async def leased_output(
+    vault: Vault, tenant: str, credential_id: str, worker: str = "output-1"
+) -> tuple[str, str]:
     event_id, output_id = ids("ev"), ids("out")
     await vault.publish_output(tenant, event_id, output_id, credential_id)
     keeper = LeaseKeeper(await bus.lease_bucket(vault.nc), worker)
@@ -48,7 +50,7 @@ def db_bytes(vault: Vault) -> bytes:
 async def test_create_is_write_only_and_the_value_is_stored_encrypted(vault: Vault) -> None:
     tenant = ids("tn")
     info = await create(vault, tenant)
-    assert info.hint == "****" + KEY[-4:] and info.version == 1 and info.status == "valid"
+    assert info.hint == "…" + KEY[-4:] and info.version == 1 and info.status == "valid"
     assert info.master_version == 1
     assert KEY not in repr(info) and KEY not in vm.encode(info).decode()
     assert (await vault.client.describe(tenant, info.id)) == info
@@ -111,7 +113,9 @@ async def test_a_worker_without_the_lease_is_refused(vault: Vault) -> None:
         await vault.client.resolve(tenant, event2, output2, info.id, "output-1")
     assert err.value.code == vm.NO_LEASE
     js = vault.nc.jetstream()
-    record = vm.decode((await js.get_last_msg(subjects.AUDIT_STREAM, subjects.vault_audit(tenant))).data, vm.AuditRecord)
+    record = vm.decode(
+        (await js.get_last_msg(subjects.AUDIT_STREAM, subjects.vault_audit(tenant))).data, vm.AuditRecord
+    )
     assert record.outcome == vm.NO_LEASE and record.requester == "output-1"
 
 
@@ -148,12 +152,16 @@ async def test_a_resolve_whose_audit_record_cannot_be_stored_is_refused(vault: V
 
 def tamper(vault: Vault, credential_id: str, **values: object) -> None:
     with vault.engine.begin() as conn:
-        conn.execute(store.credentials.update().where(store.credentials.c.id == credential_id).values(**values))
+        conn.execute(
+            store.credentials.update().where(store.credentials.c.id == credential_id).values(**values)
+        )
 
 
 def row_of(vault: Vault, credential_id: str) -> sa.Row:  # type: ignore[type-arg]
     with vault.engine.connect() as conn:
-        found = conn.execute(sa.select(store.credentials).where(store.credentials.c.id == credential_id)).first()
+        found = conn.execute(
+            sa.select(store.credentials).where(store.credentials.c.id == credential_id)
+        ).first()
     assert found is not None
     return found
 
@@ -185,7 +193,9 @@ async def test_a_ciphertext_moved_to_another_tenants_row_does_not_decrypt(vault:
     assert err.value.code == "decrypt_failed" and "another credential or tenant" in err.value.description
 
 
-async def test_rotation_of_the_master_key_rewraps_every_secret_and_retires_the_old_version(vault: Vault) -> None:
+async def test_rotation_of_the_master_key_rewraps_every_secret_and_retires_the_old_version(
+    vault: Vault,
+) -> None:
     tenant = ids("tn")
     values = [f"live_{n}_RotationKey{n:04d}xyz" for n in range(4)]
     infos = [await create(vault, tenant, v) for v in values]

@@ -1,0 +1,159 @@
+"""Credentials in the API: keys live in the vault, the orchestrator keeps references and hints only.
+
+An output created with a URL that carries its key has the key split off into a new vault credential;
+the row keeps the URL without the key, the credential id and the key's hint. An output may instead
+reference an existing credential (its URL is then everything but the key). Destinations pass the
+SSRF guard first. Vault refusals become API errors here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import msgspec
+
+from services.output import presets
+from shared import netguard, urls
+from shared import vault_messages as vm
+from shared.secret import Secret
+from shared.vault_client import VaultClient, VaultFailure, VaultUnavailable
+
+from . import validation
+from .errors import ApiError, conflict, not_found, unavailable, validation_error
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_PLACEHOLDER_KEY = "credential"  # stands in for the key while a keyless URL is checked
+
+
+def api_error(exc: VaultFailure, value_field: str = "value") -> ApiError:
+    if exc.code == vm.NOT_FOUND:
+        return not_found("credential")
+    if exc.code == vm.CONFLICT:
+        return conflict(exc.description)
+    if exc.code == vm.INVALID:
+        message = exc.description.removeprefix("value: ")
+        return validation_error(f"{value_field}: {message}", value_field)
+    if exc.code in (vm.PROBE_FAILED, vm.UNREACHABLE, vm.DESTINATION_REFUSED):
+        return ApiError(422, "verification_failed", exc.description, "probe_url")
+    if exc.code == vm.BAD_REQUEST:
+        return validation_error(exc.description)
+    return ApiError(500, "vault_error", f"{exc.code}: {exc.description}")
+
+
+def require(vault: VaultClient | None) -> VaultClient:
+    if vault is None:
+        raise unavailable("the credential vault is not configured")
+    return vault
+
+
+async def call(coro: Awaitable[T], value_field: str = "value") -> T:
+    try:
+        return await coro
+    except VaultFailure as exc:
+        raise api_error(exc, value_field) from None
+    except VaultUnavailable:
+        raise unavailable("the credential vault did not answer; try again") from None
+
+
+async def guard(url: str, allowlist: netguard.Allowlist, field: str = "url") -> None:
+    """The SSRF guard at create time (the output worker checks again, and pins, at connect time).
+    An SRT listener connects nowhere (the partner calls it): nothing to guard."""
+    if url[:6].lower() == "srt://":
+        try:
+            if urls.parse_srt_url(url).mode == "listener":
+                return
+        except ValueError:
+            pass  # the URL check names what is wrong
+    try:
+        await netguard.check_url(url, allowlist)
+    except netguard.DestinationRefused as exc:
+        raise validation_error(f"{field}: {exc}", field) from None
+
+
+def split_key(url: str) -> tuple[str, str]:
+    """An RTMP(S) push URL as (the URL without its key, the key)."""
+    key = urls.parse_destination_url(url).stream_name
+    if not url.endswith("/" + key):
+        raise validation_error("url: the stream key must be the URL's last part", "url")
+    return url[: -len(key) - 1], key
+
+
+def is_rtmp(url: str) -> bool:
+    return url[:8].lower().startswith(("rtmp://", "rtmps://"))
+
+
+def keyless_destination(body: validation.OutputCreate) -> validation.ResolvedDestination:
+    """The destination of an output whose key is the credential ``body.credential_id``: its URLs
+    without a key, checked as if the key were there."""
+    if body.stream_key is not None:
+        raise validation_error("stream_key: give a credential_id or a stream_key, not both", "stream_key")
+    if body.url is not None and not is_rtmp(body.url):
+        raise validation_error(
+            "credential_id: only rtmp:// and rtmps:// outputs take a credential yet", "credential_id"
+        )
+    if body.url is not None:
+        base = body.url.rstrip("/")
+    elif body.preset is not None:
+        base = presets.get(body.preset).server
+    else:
+        raise validation_error("url: give the url without the key, or a preset, with a credential_id", "url")
+    checked = validation.check_destination(
+        msgspec.structs.replace(body, url=f"{base}/{_PLACEHOLDER_KEY}", credential_id=None)
+    )
+    backup = split_key(checked.backup_url)[0] if checked.backup_url else None
+    return validation.ResolvedDestination(base, checked.preset, backup)
+
+
+async def check_reference(
+    vault: VaultClient | None, tenant_id: str, credential_id: str, probe_url: str = ""
+) -> vm.CredentialInfo:
+    """A credential an output may use: the tenant's, a stream key, and not failed verification."""
+    client = require(vault)
+    try:
+        if probe_url:
+            reply = await call(client.verify(tenant_id, credential_id, probe_url))
+            if reply.error is not None:
+                raise VaultFailure(reply.error.code, reply.error.description)
+            assert reply.credential is not None
+            info = reply.credential
+        else:
+            info = await call(client.describe(tenant_id, credential_id))
+    except ApiError as exc:
+        if exc.status == 404:
+            raise validation_error("credential_id: no such credential", "credential_id") from None
+        raise
+    except VaultFailure as exc:
+        raise ApiError(
+            422, "verification_failed", f"credential_id: {exc.description}", "credential_id"
+        ) from None
+    if info.kind != "stream_key":
+        raise validation_error(
+            f"credential_id: an RTMP output needs a stream_key, not {info.kind}", "credential_id"
+        )
+    if info.status == "invalid":
+        raise ApiError(
+            422,
+            "verification_failed",
+            f"credential_id: the credential failed verification ({info.last_error or 'invalid'}): rotate it",
+            "credential_id",
+        )
+    return info
+
+
+async def store_key(
+    vault: VaultClient | None,
+    tenant_id: str,
+    output_name: str,
+    key: str,
+    preset: str | None,
+    probe_url: str,
+    value_field: str,
+) -> vm.CredentialInfo:
+    """A new credential for a key that came with an output."""
+    name = f"{output_name} (stream key)"[:200]
+    create = require(vault).create(tenant_id, name, "stream_key", Secret(key), preset or "", probe_url)
+    return await call(create, value_field)
