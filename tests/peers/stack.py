@@ -168,6 +168,7 @@ def start_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Stack
         "FANOUT_BIND_HOST": "127.0.0.1",
         "FANOUT_PUBLIC_HOST": "127.0.0.1",
         "FANOUT_ADMIN_KEY": admin_key,
+        "FANOUT_DESTINATION_ALLOWLIST": "127.0.0.0/8,::1/128",  # the test peers are on loopback
         "FANOUT_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
