@@ -265,6 +265,7 @@ class WorkerStats(msgspec.Struct, frozen=True):
     reconnecting: int = 0  # attempts running now
     reconnecting_max: int = 0  # the most ever running at once (never above reconnect_cap)
     reconnect_waiting: int = 0  # attempts waiting for a slot now
+    program_frames: int = 0  # output service: audio and video frames its fan-outs received, ever
 
 
 _json_encoder = msgspec.json.Encoder()

@@ -72,6 +72,7 @@ class EventFanout:
         self.live: list[RtmpDestination] = []
         self._sub: Subscription | None = None
         self.packets_in = 0
+        self.frames_in = 0  # program audio and video frames: what a healthy destination should get
         self.latency_us: list[int] = []  # drained each second by the service
         self.bad_packets = 0
         self.meter = ProgramMeter()
@@ -131,6 +132,8 @@ class EventFanout:
             self._cache(item)
             self.meter.add(item)
             header = item is prep.video_header or item is prep.audio_header or item is prep.metadata
+            if not header:
+                self.frames_in += 1
             for dest in self.live:
                 if not dest.started:
                     if not item.keyframe:

@@ -158,6 +158,7 @@ class OutputService:
             reconnecting=self.gate.active,
             reconnecting_max=self.gate.max_active,
             reconnect_waiting=self.gate.waiting,
+            program_frames=sum(f.frames_in for f in self.fanouts.values()),
         )
 
     async def _publish_worker_stats(self) -> None:
