@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from shared import urls
+from shared import netguard, urls
 from shared.messages import OutputSpec, OutputStatus
 from shared.rtmp import chunk
 from shared.rtmp.client_session import (
@@ -32,8 +32,10 @@ from shared.rtmp.client_session import (
     StatusReceived,
 )
 from shared.rtmp.errors import ProtocolError
+from shared.secret import Secret
 
 from . import policy as policies
+from . import secure_connect
 from . import state as sm
 from .liveness import Liveness
 from .policy import DestinationPolicy, ProgramFacts
@@ -74,13 +76,18 @@ class RtmpDestination:
         worker: str,
         ca_file: str | None = None,
         rand: Callable[[], float] = random.random,
+        resolve_key: secure_connect.KeyResolver | None = None,
+        allowlist: netguard.Allowlist | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.event_id = event_id
         self.spec = spec
         self.policy = policy
-        self.target = urls.parse_destination_url(spec.url)
-        self.safe_url = urls.sanitize(spec.url)
+        self.target = secure_connect.target_of(spec.url, bool(spec.credential_id))
+        self.safe_url = spec.url if spec.credential_id else urls.sanitize(spec.url)
+        self._resolve_key = resolve_key  # the key from the vault at each connect (spec.credential_id)
+        self._allowlist = allowlist  # the SSRF guard, again at connect time, with the address pinned
+        self._key: Secret | None = None
         self._program = program
         self._gate = gate
         self._on_status = on_status
@@ -220,7 +227,12 @@ class RtmpDestination:
     # --- connection ---
 
     async def _connect_and_publish(self) -> None:
-        t, p = self.target, self.policy
+        try:
+            prepared = await secure_connect.prepare(self.target, self._resolve_key, self._allowlist)
+        except secure_connect.Refused as exc:
+            raise DestinationRejected(str(exc)) from None
+        t, p = prepared.target, self.policy
+        self._key = prepared.key or self._key
         tls: ssl.SSLContext | None = None
         if t.scheme == "rtmps":
             tls = ssl.create_default_context()
@@ -231,7 +243,7 @@ class RtmpDestination:
         self._high, self._low = policies.queue_limits(p, rate)
         async with asyncio.timeout(p.stall_limit_s):
             reader, writer = await asyncio.open_connection(
-                t.host, t.port, ssl=tls, server_hostname=t.host if tls else None, limit=256 * 1024
+                prepared.address, t.port, ssl=tls, server_hostname=t.host if tls else None, limit=256 * 1024
             )
             self._writer, self._reader = writer, reader
             _tune_socket(writer, p.stall_limit_s)
@@ -365,6 +377,8 @@ class RtmpDestination:
     def _scrub(self, text: str) -> str:
         """Error text from a peer or the OS can echo the URL or stream key: never let it through."""
         text = text.replace(self.spec.url, self.safe_url)
+        if self._key is not None and len(self._key) >= 4:
+            text = text.replace(self._key.reveal(), self._key.hint)
         key = self.target.stream_name.split("?", 1)[0]
         return text.replace(key, urls.mask_secret(key)) if len(key) >= 4 else text
 

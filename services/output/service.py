@@ -15,13 +15,15 @@ from collections import Counter
 
 import msgspec
 
-from shared import subjects
+from shared import bus, netguard, subjects
 from shared.desired import DesiredState
+from shared.leases import LeaseKeeper
 from shared.messages import EventSpec, OutputSpec, OutputStatus, WorkerStats, encode
 from shared.service import ServiceContext
 from shared.srt.poller import SrtPoller
+from shared.vault_client import VaultClient
 
-from . import policy
+from . import policy, secure_connect
 from .event_fanout import EventFanout
 from .reconnect_gate import ReconnectGate
 from .rtmp_destination import RtmpDestination
@@ -40,6 +42,12 @@ class OutputService:
         self.destinations: dict[str, RtmpDestination | SrtDestination] = {}
         self._poller: SrtPoller | None = None  # one thread for every SRT destination, started on first use
         self._specs: dict[str, OutputSpec] = {}
+        # an output runs here only while this worker holds its lease; wanted ones held elsewhere wait here
+        self.leases: LeaseKeeper | None = None
+        self.desired: DesiredState | None = None
+        self._waiting: dict[str, str] = {}  # output id -> event id
+        self.vault = VaultClient(ctx.nc)
+        self.allowlist = netguard.Allowlist.parse(ctx.settings.destination_allowlist)
 
     def _wanted(self, spec: EventSpec | None) -> dict[str, OutputSpec]:
         if spec is None or spec.state != "live":
@@ -63,7 +71,11 @@ class OutputService:
         running = {oid for oid, d in self.destinations.items() if d.event_id == event_id}
         for oid in running:
             if oid not in wanted or not self._unchanged(oid, wanted[oid]):
-                await self._stop_output(oid)
+                await self._stop_output(oid, release=oid not in wanted)
+        for oid in [o for o, ev in self._waiting.items() if ev == event_id and o not in wanted]:
+            del self._waiting[oid]
+            if self.leases is not None:
+                await self.leases.unwant(oid)
         if not wanted:
             fanout = self.fanouts.pop(event_id, None)
             if fanout is not None:
@@ -77,7 +89,29 @@ class OutputService:
             await fanout.start()
         for oid, ospec in wanted.items():
             if oid not in self.destinations:
-                self._start_output(new, ospec, fanout)
+                if self.leases is None or await self.leases.want(oid):
+                    self._waiting.pop(oid, None)
+                    self._start_output(new, ospec, fanout)
+                else:
+                    self._waiting[oid] = event_id  # another worker runs it; taken over if its lease lapses
+
+    async def on_lease_acquired(self, output_id: str) -> None:
+        event_id = self._waiting.pop(output_id, None)
+        event = self.desired.events.get(event_id) if self.desired and event_id else None
+        spec = next((o for o in event.outputs if o.id == output_id), None) if event else None
+        fanout = self.fanouts.get(event.id) if event else None
+        if event is None or spec is None or fanout is None or output_id in self.destinations:
+            return
+        log.info("output.taken_over", extra={"event_id": event.id, "output_id": output_id})
+        self._start_output(event, spec, fanout)
+
+    async def on_lease_lost(self, output_id: str) -> None:
+        dest = self.destinations.get(output_id)
+        if dest is None:
+            return
+        log.warning("output.lease_lost", extra={"event_id": dest.event_id, "output_id": output_id})
+        await self._stop_output(output_id, release=False)
+        self._waiting[output_id] = dest.event_id
 
     def _start_output(self, event: EventSpec, spec: OutputSpec, fanout: EventFanout) -> None:
         dest: RtmpDestination | SrtDestination
@@ -95,6 +129,8 @@ class OutputService:
                     on_status=self._publish_status,
                     worker=self._ctx.settings.worker_id,
                     ca_file=self._ctx.settings.tls_ca_file,
+                    resolve_key=self._key_resolver(event, spec),
+                    allowlist=self.allowlist,
                 )
         except (ValueError, OSError) as exc:
             log.error("output.bad_spec", extra={"output_id": spec.id, "error": str(exc)})
@@ -118,12 +154,23 @@ class OutputService:
             gate=self.gate,
             on_status=self._publish_status,
             worker=self._ctx.settings.worker_id,
+            allowlist=self.allowlist,
         )
 
-    async def _stop_output(self, output_id: str) -> None:
+    def _key_resolver(self, event: EventSpec, spec: OutputSpec) -> secure_connect.KeyResolver | None:
+        if not spec.credential_id:
+            return None
+        worker = self._ctx.settings.worker_id
+        return secure_connect.key_resolver(
+            self.vault, event.tenant_id, event.id, spec.id, spec.credential_id, worker
+        )
+
+    async def _stop_output(self, output_id: str, release: bool = True) -> None:
         dest = self.destinations.pop(output_id)
         self._specs.pop(output_id, None)
         await dest.stop()
+        if release and self.leases is not None:
+            await self.leases.unwant(output_id)
 
     def _publish_status(self, status: OutputStatus) -> None:
         subject = subjects.output_state(status.tenant_id, status.event_id, status.output_id)
@@ -186,6 +233,14 @@ async def main(ctx: ServiceContext) -> None:
     except ValueError as exc:
         raise SystemExit(f"output: {exc}") from None
     desired = DesiredState(ctx.nc, service.on_change)
+    service.desired = desired
+    service.leases = LeaseKeeper(
+        await bus.lease_bucket(ctx.nc),
+        ctx.settings.worker_id,
+        on_acquired=service.on_lease_acquired,
+        on_lost=service.on_lease_lost,
+    )
     ctx.stack.push_async_callback(service.close)
+    ctx.spawn(service.leases.run(), "leases")
     ctx.spawn(desired.run(), "desired-watch")
     ctx.spawn(service.status_loop(), "status")

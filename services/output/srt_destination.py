@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from shared import urls
+from shared import netguard, urls
 from shared.messages import OutputSpec, OutputStatus
 from shared.srt import lib as L
 from shared.srt.poller import Inbox, SrtPoller
@@ -63,10 +63,12 @@ class SrtDestination:
         on_status: Callable[[OutputStatus], None],
         worker: str,
         rand: Callable[[], float] = random.random,
+        allowlist: netguard.Allowlist | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.event_id = event_id
         self.spec = spec
+        self._allowlist = allowlist  # the SSRF guard at connect time (caller), the address pinned
         self.target = urls.parse_srt_url(spec.url)
         self.safe_url = urls.sanitize(spec.url)
         if self.target.mode == "listener":
@@ -195,13 +197,19 @@ class SrtDestination:
     async def _attempt(self) -> None:
         try:
             if self.target.mode == "caller":
+                address = self.target.host
+                if self._allowlist is not None:
+                    address = (await netguard.resolve(address, self.target.port, self._allowlist)).address
                 async with self._gate.slot(self.policy.priority):
-                    sock, peer = await asyncio.to_thread(self._connect), ""
+                    sock, peer = await asyncio.to_thread(self._connect, address), ""
             else:
                 sock, peer = await self._next_partner()
         except SrtError as exc:
             rejected = exc.reject_reason in _REJECTIONS or exc.reject_reason >= 1000
             self._fail(self._scrub(_describe(exc)), rejected=rejected)
+            return
+        except netguard.DestinationRefused as exc:
+            self._fail(str(exc), rejected=True)
             return
         except OSError as exc:  # name resolution, a port already in use
             self._fail(self._scrub(f"{type(exc).__name__}: {exc}"))
@@ -220,13 +228,13 @@ class SrtDestination:
             pass  # a partner sending to us: nothing to do with it
         self._fail(f"connection lost: {inbox.closed_reason or 'closed'}")
 
-    def _connect(self) -> SrtSocket:
+    def _connect(self, address: str) -> SrtSocket:
         """Blocking: configure, connect (bounded by the stall limit), then switch to non-blocking."""
         t = self.target
         sock = SrtSocket()
         try:
             sock.configure(self._options(), blocking=True)
-            sock.connect(t.host, t.port)
+            sock.connect(address, t.port)
             sock.set_blocking(False)
             if self._stopping:
                 raise SrtError("srt_connect", 0, "stopped while connecting")
