@@ -91,6 +91,7 @@ class EventRouter:
         self._slate_ready = asyncio.Event()
         self._slate_task: asyncio.Task[None] | None = None
         self._replayed: MediaPacket | None = None  # the last packet a switch replayed from a GOP cache
+        self._absorbed = 0
 
     # --- lifecycle ---
 
@@ -260,6 +261,16 @@ class EventRouter:
         out = self._timeline.feed(packet, now)
         if out is None:
             return
+        if self._timeline.absorbed != self._absorbed:
+            log.info(
+                "router.lead_paid_back",
+                extra={
+                    **self._ctx,
+                    "paid_ms": round((self._timeline.absorbed - self._absorbed) / 90, 1),
+                    "lead_ms": round(self._timeline.lead / 90, 1),
+                },
+            )
+            self._absorbed = self._timeline.absorbed
         await self._publish(out, raw if out is packet else None)
         if self._timeline.source != before and self._timeline.source is not None:
             await self._apply(failover.Activated(self._timeline.source), time.monotonic())
@@ -294,6 +305,7 @@ class EventRouter:
                 "reason": event.reason,
                 "planned": event.planned,
                 "activation_ms": event.activation_ms,
+                "lead_ms": round(self._timeline.lead / 90, 1),
             },
         )
         with contextlib.suppress(Exception):
@@ -408,6 +420,9 @@ class EventRouter:
                 if not self._on_slate():
                     break
                 now = time.monotonic()
+                if self._timeline.source != SLATE and not clock.at_keyframe and self._slate is not None:
+                    # back on the slate mid-loop (an input came and went): start again at its IDR
+                    clock, started = SlateClock(self._slate), now
                 for packet in clock.due(now - started):
                     if not self._on_slate():
                         break

@@ -188,6 +188,11 @@ class SlateClock:
             else:
                 return out
 
+    @property
+    def at_keyframe(self) -> bool:
+        """The next video packet is the loop's IDR: a program can start on it."""
+        return self._video_n % len(self.media.video) == 0
+
     def next_due_s(self) -> float:
         """When the next packet is due, in seconds since the slate started."""
         times = [self._video_dts()]

@@ -26,6 +26,14 @@ from shared.messages import TIMEBASE, MediaPacket
 DEFAULT_FRAME = TIMEBASE // 30
 RESYNC_TOLERANCE = TIMEBASE  # a source clock that strays this far from wall-clock progress is re-anchored
 MIN_SKIP = TIMEBASE // 10  # smaller leads are not worth a skip; the next real gap absorbs them
+_RATES = (24000 / 1001, 24, 25, 30000 / 1001, 30, 50, 60000 / 1001, 60)
+
+
+def _frame_duration(average: float) -> int:
+    """The frame duration (1/90000) of the nearest common frame rate, or the average itself: sources
+    stamp in milliseconds, so 30 fps arrives as 33 and 34 ms steps."""
+    nearest = min((TIMEBASE / rate for rate in _RATES), key=lambda d: abs(d - average))
+    return round(nearest) if abs(nearest - average) <= 0.03 * nearest else round(average)
 
 
 class ProgramTimeline:
@@ -38,6 +46,7 @@ class ProgramTimeline:
         self._last_dts: dict[str, int] = {}
         self._last_wall: float | None = None
         self._frame = DEFAULT_FRAME
+        self._frame_average = float(DEFAULT_FRAME)
         self._last_video_in: int | None = None
         self._awaiting_keyframe = False
         self._skipping = False
@@ -134,7 +143,8 @@ class ProgramTimeline:
         if packet.kind != "video":
             return
         if self._last_video_in is not None and 0 < packet.dts - self._last_video_in < TIMEBASE:
-            self._frame = packet.dts - self._last_video_in
+            self._frame_average += (packet.dts - self._last_video_in - self._frame_average) / 8
+            self._frame = _frame_duration(self._frame_average)
         self._last_video_in = packet.dts
         if packet.keyframe:
             self._key_arrived = now
@@ -156,10 +166,12 @@ class ProgramTimeline:
         return mapped <= last or abs(mapped - expected) > RESYNC_TOLERANCE
 
     def _jump(self, now: float) -> int:
-        """How far past the program's last packet a keyframe that arrived at ``now`` goes."""
+        """How far past the program's last packet a keyframe that arrived at ``now`` goes: the real
+        gap less any lead, in whole frames (the program's frames stay on one grid, so every frame
+        keeps its own slot at a constant frame rate), at least one."""
         assert self._last_wall is not None
         real_gap = round((now - self._last_wall) * TIMEBASE)
-        return max(self._frame, real_gap - self.lead)  # a lead shrinks the jump, never below a frame
+        return self._frame * max(1, round((real_gap - self.lead) / self._frame))
 
     def _anchor(self, packet: MediaPacket, now: float) -> None:
         self._awaiting_keyframe = False
@@ -168,7 +180,9 @@ class ProgramTimeline:
         if not self._last_dts or self._last_wall is None:
             self.offset = 0 if packet.dts >= 0 else -packet.dts
             return
-        last = max(self._last_dts.values())
+        # from the last video frame, in whole frames: the program's video stays on one frame grid
+        # (audio that would go backwards in its own track is dropped)
+        last = self._last_dts.get("video", max(self._last_dts.values()))
         jump = self._jump(now)
         real_gap = round((now - self._last_wall) * TIMEBASE)
         lead = max(0, self.lead + jump - real_gap)
