@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 import av
 
@@ -93,18 +94,18 @@ class AudioAnalyser:
     """The level of one input's AAC audio, decoded in batches with a decoder that persists."""
 
     def __init__(self) -> None:
-        self._ctx: av.AudioCodecContext | None = None
+        self._ctx: Any = None
         self._config = b""
 
     def level_dbfs(self, packets: Sequence[MediaPacket]) -> float | None:
         samples = array("f")
         for packet in packets:
             if self._ctx is None or packet.config != self._config:
-                self._ctx = av.CodecContext.create("aac", "r")  # type: ignore[assignment]
-                self._ctx.extradata = packet.config  # type: ignore[union-attr]
+                self._ctx = av.CodecContext.create("aac", "r")
+                self._ctx.extradata = packet.config
                 self._config = packet.config
             try:
-                frames = self._ctx.decode(av.Packet(packet.data))  # type: ignore[union-attr]
+                frames = self._ctx.decode(av.Packet(packet.data))
             except av.FFmpegError:
                 continue
             for frame in frames:

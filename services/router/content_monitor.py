@@ -50,8 +50,8 @@ class ContentMonitor:
                 self.skipped += 1
                 return
             state.video_busy = True
-            future = self._pool.submit(state.video.analyse, packet)
-            future.add_done_callback(lambda f: self._video_done(packet.source, state, f))
+            video = self._pool.submit(state.video.analyse, packet)
+            video.add_done_callback(lambda f: self._video_done(packet.source, state, f))
         elif packet.kind == "audio" and policy.silence_s > 0 and packet.config:
             state = self._inputs.setdefault(packet.source, _InputAnalysis())
             batch = state.audio_batch
@@ -62,8 +62,8 @@ class ContentMonitor:
                 return
             state.audio_batch = []
             state.audio_busy = True
-            future = self._pool.submit(state.audio.level_dbfs, batch)
-            future.add_done_callback(lambda f: self._audio_done(packet.source, state, f))
+            audio = self._pool.submit(state.audio.level_dbfs, batch)
+            audio.add_done_callback(lambda f: self._audio_done(packet.source, state, f))
 
     def forget(self, input_id: str) -> None:
         """The input's session ended: the next one starts from scratch (new decoder, no previous picture)."""

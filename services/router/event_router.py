@@ -102,10 +102,13 @@ class EventRouter:
             self._timeline.resume(mark.last_dts, to_monotonic(mark.last_wall), mark.lead)
             self._saved_mark = mark
             log.info("router.resumed", extra={**self._ctx, "last_dts": mark.last_dts})
-        limits = {"pending_msgs_limit": 20_000, "pending_bytes_limit": 256 * 1024 * 1024}
-        self._subs.append(
-            await self._nc.subscribe(subjects.event_inputs_media(t, e), cb=self._on_media, **limits)
-        )  # type: ignore[arg-type]
+        media = await self._nc.subscribe(
+            subjects.event_inputs_media(t, e),
+            cb=self._on_media,
+            pending_msgs_limit=20_000,
+            pending_bytes_limit=256 * 1024 * 1024,
+        )
+        self._subs.append(media)
         self._subs.append(await self._nc.subscribe(subjects.ingest_session(t, e), cb=self._on_session))
         self._subs.append(await self._nc.subscribe(subjects.router_command(t, e), cb=self._on_command))
         self._tasks.append(asyncio.create_task(self._tick_loop(), name=f"router-tick-{e}"))

@@ -263,12 +263,7 @@ def step(state: State, event: Event, now: float) -> tuple[State, list[Effect]]:
         track = state.track(event.input_id)
         if track is None:
             return state, effects
-        field = f"{event.kind}_since"
-        since = getattr(track, field)
-        if event.bad and since is None:
-            state = _with_track(state, replace(track, **{field: now}))
-        elif not event.bad and since is not None:
-            state = _with_track(state, replace(track, **{field: None}))
+        state = _with_track(state, _content(track, event.kind, event.bad, now))
     elif isinstance(event, Configure):
         state = _configure(state, event)
     elif isinstance(event, Activated):
@@ -279,6 +274,17 @@ def step(state: State, event: Event, now: float) -> tuple[State, list[Effect]]:
     state = _refresh(state, now)
     state, decided = _decide(state, now)
     return state, effects + decided
+
+
+def _content(track: Track, kind: ContentKind, bad: bool, now: float) -> Track:
+    """A bad sample starts a run (kept from its first sample); a good one ends it."""
+    since = {"black": track.black_since, "frozen": track.frozen_since, "silence": track.silence_since}[kind]
+    value = (since if since is not None else now) if bad else None
+    if kind == "black":
+        return replace(track, black_since=value)
+    if kind == "frozen":
+        return replace(track, frozen_since=value)
+    return replace(track, silence_since=value)
 
 
 def _configure(state: State, event: Configure) -> State:
