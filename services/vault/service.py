@@ -119,7 +119,7 @@ class VaultService:
             "delete": (vm.DeleteCredential, vm.CredentialReply, self.delete),
             "verify": (vm.VerifyCredential, vm.CredentialReply, self.verify),
             "describe": (vm.DescribeCredential, vm.CredentialReply, self.describe),
-            "list": (vm.ListCredentials, vm.CredentialListReply, self.list),
+            "list": (vm.ListCredentials, vm.CredentialListReply, self.list_credentials),
             "resolve": (vm.ResolveCredential, vm.ResolveReply, self.resolve),
             "rekey": (vm.Rekey, vm.RekeyReply, self.rekey),
         }
@@ -147,7 +147,7 @@ class VaultService:
         async def handle(msg: Msg) -> None:
             try:
                 try:
-                    request = vm.decode(msg.data, request_type)
+                    request: Any = vm.decode(msg.data, request_type)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     raise Refused(vm.BAD_REQUEST, f"malformed {op} request: {exc}") from None
                 reply = await fn(request)
@@ -239,14 +239,16 @@ class VaultService:
             code = vm.PROBE_FAILED if exc.rejected else vm.UNREACHABLE
             raise Refused(code, f"live probe failed: {exc}") from None
 
-    async def _audit(self, op: str, tenant_id: str, credential_id: str, outcome: str, **extra: str) -> None:
+    async def _audit(
+        self, op: str, tenant_id: str, credential_id: str, outcome: str, detail: str = ""
+    ) -> None:
         record = vm.AuditRecord(
             op=op,
             tenant_id=tenant_id,
             credential_id=credential_id,
             outcome=outcome,
             requester="orchestrator",
-            **extra,
+            detail=detail,
         )
         await self._auditor.try_record(record)
 
@@ -372,7 +374,7 @@ class VaultService:
     async def describe(self, request: vm.DescribeCredential) -> vm.CredentialReply:
         return vm.CredentialReply(credential=_info(await self._row(request.tenant_id, request.credential_id)))
 
-    async def list(self, request: vm.ListCredentials) -> vm.CredentialListReply:
+    async def list_credentials(self, request: vm.ListCredentials) -> vm.CredentialListReply:
         tenant_id = _check_id(request.tenant_id, "tenant_id")
         rows = await asyncio.to_thread(store.list_for, self._engine, tenant_id)
         return vm.CredentialListReply(credentials=[_info(r) for r in rows])
