@@ -142,6 +142,8 @@ class EventRouter:
 
     async def update(self, spec: EventSpec) -> None:
         self.spec = spec
+        for gone in set(self._caches) - {i.id for i in spec.inputs}:
+            del self._caches[gone]
         event = failover.Configure(_inputs(spec), spec.failover, spec.locked_input)
         async with self._lock:
             await self._apply(event, time.monotonic())

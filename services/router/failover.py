@@ -289,8 +289,19 @@ def _content(track: Track, kind: ContentKind, bad: bool, now: float) -> Track:
 
 def _configure(state: State, event: Configure) -> State:
     known = {t.input_id: t for t in state.tracks}
-    tracks = tuple(replace(known[i], role=role) if i in known else Track(i, role) for i, role in event.inputs)
-    return replace(state, tracks=tracks, policy=event.policy, locked_input=event.locked_input)
+    policy = event.policy
+    tracks = tuple(
+        # a trigger turned off forgets what it saw: turned on again, it starts afresh
+        replace(
+            known.get(i, Track(i, role)),
+            role=role,
+            black_since=known[i].black_since if i in known and policy.black_s else None,
+            frozen_since=known[i].frozen_since if i in known and policy.frozen_s else None,
+            silence_since=known[i].silence_since if i in known and policy.silence_s else None,
+        )
+        for i, role in event.inputs
+    )
+    return replace(state, tracks=tracks, policy=policy, locked_input=event.locked_input)
 
 
 def _activated(state: State, source: str, now: float) -> tuple[State, list[Effect]]:

@@ -258,3 +258,12 @@ def test_status_helpers() -> None:
     assert sim.state.mode == "auto"
     assert replace(sim.state, locked_input=B).mode == "locked"
     assert replace(sim.state, locked_input="in_gone").mode == "auto"
+
+
+def test_a_trigger_turned_off_and_on_again_starts_afresh() -> None:
+    policy = msgspec.structs.replace(BASE, black_s=2.0)
+    sim = run([("on", P, 0, 9), ("bad", P, "black", 1, 9), ("on", B, 0, 9)], 1.5, policy)
+    assert sim.state.track(P).black_since == pytest.approx(1.0)  # type: ignore[union-attr]
+    state, _ = fo.step(sim.state, fo.Configure(INPUTS, BASE, ""), 1.6)
+    state, effects = fo.step(state, fo.Configure(INPUTS, policy, ""), 1.7)
+    assert effects == [] and state.track(P).black_since is None  # type: ignore[union-attr]
