@@ -253,7 +253,11 @@ def main() -> None:
                 print(f"  {r}", flush=True)
         finally:
             sink.stop()
-    command = "python bench/destinations_bench.py " + " ".join(sys.argv[1:])
+    shown = [a for a in sys.argv[1:] if not a.startswith("--out")]
+    if "--out" in sys.argv[1:]:  # "--out PATH": where the figures go is not part of how to get them
+        i = sys.argv.index("--out")
+        shown = [a for j, a in enumerate(sys.argv[1:], 1) if j not in (i, i + 1)]
+    command = "python bench/destinations_bench.py " + " ".join(shown)
     section = render(runs, args.seconds, command.strip())
     print()
     print(section)
