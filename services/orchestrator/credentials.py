@@ -8,11 +8,14 @@ SSRF guard first. Vault refusals become API errors here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
+from sqlalchemy.engine import Engine
 
 from services.output import presets
 from shared import netguard, urls
@@ -20,7 +23,7 @@ from shared import vault_messages as vm
 from shared.secret import Secret
 from shared.vault_client import VaultClient, VaultFailure, VaultUnavailable
 
-from . import validation
+from . import store, validation
 from .errors import ApiError, conflict, not_found, unavailable, validation_error
 
 log = logging.getLogger(__name__)
@@ -157,3 +160,77 @@ async def store_key(
     name = f"{output_name} (stream key)"[:200]
     create = require(vault).create(tenant_id, name, "stream_key", Secret(key), preset or "", probe_url)
     return await call(create, value_field)
+
+
+class KeyMover:
+    """Outputs stored before the vault (a URL with its key): each key moves into a new vault credential and
+    the row keeps the URL without it. Runs at start and retries until the vault answers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        vault: VaultClient,
+        publish: Callable[[str], Awaitable[None]],
+        retry_s: float = 2.0,
+    ) -> None:
+        self._engine = engine
+        self._vault = vault
+        self._publish = publish
+        self._retry_s = retry_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self.run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def run(self) -> None:
+        while True:
+            try:
+                moved = await self.move_all()
+            except VaultUnavailable:
+                await asyncio.sleep(self._retry_s)
+                continue
+            if moved:
+                log.info("credentials.keys_moved_to_vault", extra={"outputs": moved})
+            return
+
+    async def move_all(self) -> int:
+        moved, events = 0, set()
+        for row in await asyncio.to_thread(store.outputs_with_keys, self._engine):
+            if not is_rtmp(row.url):
+                continue
+            try:
+                base, key = split_key(row.url)
+            except (ValueError, ApiError):
+                continue
+            try:
+                info = await self._create(row, key)
+            except VaultFailure as exc:
+                log.warning("credentials.key_not_moved", extra={"output_id": row.id, "code": exc.code})
+                continue
+            hint = info.hint.replace("…", "****")
+            if await asyncio.to_thread(store.attach_credential, self._engine, row, base, info.id, hint):
+                moved += 1
+                events.add(row.event_id)
+            else:  # the row changed meanwhile: leave it for the next start
+                with contextlib.suppress(Exception):
+                    await self._vault.delete(row.tenant_id, info.id)
+        for event_id in sorted(events):
+            with contextlib.suppress(Exception):
+                await self._publish(event_id)
+        return moved
+
+    async def _create(self, row: store.Output, key: str) -> vm.CredentialInfo:
+        name = f"{row.name} (stream key)"[:200]
+        try:
+            return await self._vault.create(row.tenant_id, name, "stream_key", Secret(key), row.preset or "")
+        except VaultFailure as exc:
+            if exc.code != vm.INVALID or not row.preset:
+                raise
+            # a key that no longer looks like its platform's: keep it, unchecked against the preset
+            return await self._vault.create(row.tenant_id, name, "stream_key", Secret(key))

@@ -24,6 +24,7 @@ from shared.vault_client import VaultClient
 from . import auth, db, migrations
 from .api import create_app
 from .commands import RouterCommands
+from .credentials import KeyMover
 from .desired import DesiredState
 from .output_events import AutoDisableRecorder
 from .status import StatusCache
@@ -72,6 +73,9 @@ async def start(
     await desired.republish_all()
     desired.start()
     stack.push_async_callback(desired.close)
+    mover = KeyMover(engine, VaultClient(nc), desired.publish)  # keys stored before the vault move into it
+    mover.start()
+    stack.push_async_callback(mover.close)
     recorder = AutoDisableRecorder(engine, desired)
     await recorder.subscribe(nc)
     stack.push_async_callback(recorder.close)

@@ -460,3 +460,27 @@ def set_key_hint(engine: Engine, tenant_id: str, credential_id: str, hint: str) 
             )
             .values(key_hint=hint)
         )
+
+
+def outputs_with_keys(engine: Engine) -> list[Output]:
+    """Outputs whose URL still carries its key (stored before the vault held keys)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.outputs).where(db.outputs.c.credential_id.is_(None)))
+        return [_output(r) for r in rows]
+
+
+def attach_credential(engine: Engine, row: Output, url: str, credential_id: str, key_hint: str) -> bool:
+    """Swap a row's keyed URL for the URL without the key and the vault credential; False if the row
+    changed since it was read."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            db.outputs.update()
+            .where(
+                db.outputs.c.id == row.id, db.outputs.c.url == row.url, db.outputs.c.credential_id.is_(None)
+            )
+            .values(url=url, credential_id=credential_id, key_hint=key_hint)
+        )
+        if result.rowcount != 1:
+            return False
+        _touch(conn, _locked_event(conn, row.tenant_id, row.event_id))
+        return True

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from services.orchestrator import db, store
 from services.orchestrator.api import API
-from shared import netguard
+from services.orchestrator.credentials import KeyMover
+from shared import messages, netguard
+from shared.vault_client import VaultClient
 from tests.orchestrator.conftest import Api
 from tests.orchestrator.test_desired import spec_of
 from tests.peers.nginx_rtmp import NginxRtmp
@@ -298,3 +301,32 @@ async def test_admin_rotates_the_master_key_and_every_secret_stays_readable(api:
     assert rekeyed["active_version"] == 2 and rekeyed["rewrapped"] == 3 and rekeyed["retired"] == [1]
     for cred in ids:
         assert (await api.ok("POST", f"/v1/credentials/{cred}/verify"))["status"] == "valid"
+
+
+async def test_keys_stored_before_the_vault_move_into_it(api: Api) -> None:
+    ev = await new_event(api)
+    engine = api.orchestrator.engine
+    legacy = store.create_output(engine, db.DEFAULT_TENANT_ID, ev, "old", f"rtmp://127.0.0.1/live/{KEY}", "B")
+    odd = store.create_output(
+        engine,
+        db.DEFAULT_TENANT_ID,
+        ev,
+        "odd",
+        "rtmp://a.rtmp.youtube.com/live2/not-a-yt-key",
+        "B",
+        preset="youtube",
+    )
+    mover = KeyMover(engine, VaultClient(api.nc), api.orchestrator.desired.publish)
+    assert await mover.move_all() == 2
+    assert await mover.move_all() == 0, "moved once"
+    out = await api.ok("GET", f"/v1/outputs/{legacy.id}")
+    assert out["url"] == "rtmp://127.0.0.1/live/****" + KEY[-4:] and out["credential_id"]
+    spec = await spec_of(api, ev)
+    assert spec is not None
+    by_id = {o.id: o for o in spec.outputs}
+    assert (by_id[legacy.id].url, by_id[legacy.id].credential_id) == (
+        "rtmp://127.0.0.1/live",
+        out["credential_id"],
+    )
+    assert by_id[odd.id].url == "rtmp://a.rtmp.youtube.com/live2" and by_id[odd.id].credential_id
+    assert KEY.encode() not in messages.encode(spec)
