@@ -38,6 +38,7 @@ from .stats import InputStats
 log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_S = 20.0  # connected but no media for this long: close
+IDLE_FLUSH_S = 0.25  # no message for this long: hand over the frame still open (the stream paused or ended)
 PENDING_TTL_S = 30.0  # a handshake the hook accepted but libsrt never completed is forgotten after this
 DEFAULT_LATENCY_MS = 120
 
@@ -83,7 +84,13 @@ class SrtPublishSession:
     async def run(self) -> None:
         try:
             while True:
-                batch = await self.inbox.get()
+                batch = await self.inbox.get(idle_s=IDLE_FLUSH_S)
+                if batch is None:
+                    # nothing for a while: the frame the demuxer holds (an MPEG-TS video PES has no
+                    # length; it ends where the next one starts) is whole, and the last one for now
+                    for packet in self.demuxer.flush():
+                        await self._publish(packet)
+                    continue
                 if not batch:
                     break
                 now_ns = time.time_ns()

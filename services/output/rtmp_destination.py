@@ -394,7 +394,9 @@ class RtmpDestination:
         if transport.is_closing():
             return
         if header:
-            self.write(item)
+            # a configuration first seen after this destination started (an SRT input's audio often
+            # comes just after the first keyframe, stamped a little before it) still goes, at time 0
+            self.write(item, header=item.timestamp < self._base_ts)
             return
         buffered = transport.get_write_buffer_size()
         if self._dropping:

@@ -26,9 +26,11 @@ from .socket import SrtError, SrtSocket
 log = logging.getLogger(__name__)
 
 WAIT_MS = 100  # how often the thread looks at its stop flag
+LINGER_POLL_MS = 20  # how often a broken connection's last messages are looked for
+LINGER_MARGIN_S = 0.25  # after a break, read for one latency and this much more
 MAX_EVENTS = 64
 INBOX_MAX_MESSAGES = 8192  # ~10 MB of 1316-byte messages
-COALESCE_S = 0.004  # after a busy pass, let messages gather: fewer loop wake-ups for the same data
+COALESCE_S = 0.01  # after a busy pass, let messages gather: fewer loop wake-ups for the same data
 _RECV_BUFFER = 1500  # one live-mode message is at most 1456 bytes
 
 
@@ -71,17 +73,26 @@ class Inbox:
         self._wake_scheduled = False
         self._event.set()
 
-    async def get(self) -> list[bytes]:
-        """Every message waiting (at least one), or ``[]`` once the connection is closed and drained."""
+    async def get(self, idle_s: float | None = None) -> list[bytes] | None:
+        """Every message waiting (at least one), ``[]`` once the connection is closed and drained, or
+        None when ``idle_s`` passed with nothing (the stream paused: a reader may flush what it holds)."""
         while True:
             self._event.clear()
             if self._items:
                 items = self._items
-                out = [items.popleft() for _ in range(len(items))]
-                return out
+                return [items.popleft() for _ in range(len(items))]
             if self.closed_reason is not None:
                 return []
-            await self._event.wait()
+            if idle_s is None:
+                await self._event.wait()
+                continue
+            timer = self._loop.call_later(idle_s, self._event.set)
+            try:
+                await self._event.wait()
+            finally:
+                timer.cancel()
+            if not self._items and self.closed_reason is None:
+                return None
 
 
 @dataclass
@@ -89,6 +100,7 @@ class _Watch:
     sock: SrtSocket
     inbox: Inbox | None = None
     on_accept: Callable[[SrtSocket, str], None] | None = None
+    latency_s: float = 1.0  # the connection's receive latency: how long media outlives a break
 
 
 class SrtPoller:
@@ -101,6 +113,7 @@ class SrtPoller:
             raise SrtError("srt_epoll_create", -1, "cannot create an SRT epoll")
         self._lib.srt_epoll_set(self._eid, L.SRT_EPOLL_ENABLE_EMPTY)
         self._watches: dict[int, _Watch] = {}
+        self._lingering: dict[int, tuple[_Watch, float, str]] = {}  # broken, still delivering: thread-only
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,8 +128,13 @@ class SrtPoller:
         self._add(_Watch(sock, on_accept=on_accept), L.SRT_EPOLL_IN | L.SRT_EPOLL_ERR)
 
     def watch(self, sock: SrtSocket, inbox: Inbox) -> None:
-        """Drain ``sock``'s messages into ``inbox``; the inbox closes when the connection breaks."""
-        self._add(_Watch(sock, inbox=inbox), L.SRT_EPOLL_IN | L.SRT_EPOLL_ERR)
+        """Drain ``sock``'s messages into ``inbox``; the inbox closes once the connection broke and what
+        libsrt still held for it has been read."""
+        try:
+            latency_s = sock.get_int(L.SRTO_RCVLATENCY) / 1000
+        except SrtError:
+            latency_s = 1.0
+        self._add(_Watch(sock, inbox=inbox, latency_s=latency_s), L.SRT_EPOLL_IN | L.SRT_EPOLL_ERR)
 
     def _add(self, watch: _Watch, events: int) -> None:
         flags = ctypes.c_int(events)
@@ -145,11 +163,12 @@ class SrtPoller:
         buf = ctypes.create_string_buffer(_RECV_BUFFER)
         try:
             while not self._stopping.is_set():
-                n = self._lib.srt_epoll_uwait(self._eid, events, MAX_EVENTS, WAIT_MS)
+                wait = LINGER_POLL_MS if self._lingering else WAIT_MS
+                n = self._lib.srt_epoll_uwait(self._eid, events, MAX_EVENTS, wait)
                 if n < 0:
                     time.sleep(WAIT_MS / 1000)  # ok-sleep: an epoll error must not spin the thread
                     continue
-                delivered = False
+                delivered = self._drain_lingering(buf)
                 for i in range(n):
                     fd, flags = events[i].fd, events[i].events
                     with self._lock:
@@ -188,22 +207,46 @@ class SrtPoller:
                 return
 
     def _drain(self, watch: _Watch, inbox: Inbox, buf: ctypes.Array[ctypes.c_char], flags: int) -> bool:
+        # the hot loop of SRT ingest: libsrt's functions called directly, one ctypes call per message
+        lib = self._lib
+        recv, string_at, handle, size = lib.srt_recvmsg, ctypes.string_at, watch.sock.handle, len(buf)
         batch: list[bytes] = []
-        reason: str | None = None
+        code, reason = L.SRT_EASYNCRCV, "connection broken"
         while True:
-            try:
-                data = watch.sock.recvmsg(buf)
-            except SrtError as exc:
-                reason = exc.text
-                break
-            if data is None:
-                break
-            batch.append(data)
+            n = recv(handle, buf, size)
+            if n >= 0:
+                batch.append(string_at(buf, n))
+                continue
+            code = lib.srt_getlasterror(None)
+            reason = (lib.srt_getlasterror_str() or b"").decode(errors="replace") or "receive failed"
+            lib.srt_clearlasterror()
+            break
         if batch:
             inbox.put(batch)
-        if reason is None and flags & L.SRT_EPOLL_ERR and watch.sock.state >= L.SRTS_BROKEN:
-            reason = "connection broken"
-        if reason is not None:
-            self.unwatch(watch.sock)
-            inbox.close(reason)
+        lingering = self._lingering.get(handle)
+        if code == L.SRT_EASYNCRCV and not (flags & L.SRT_EPOLL_ERR and watch.sock.state >= L.SRTS_BROKEN):
+            return bool(batch)
+        if code in (L.SRT_ECONNLOST, L.SRT_EASYNCRCV) and lingering is None:
+            # The peer is gone, yet libsrt still holds up to one latency of media that becomes
+            # readable only at its play time (until then a read says "connection lost"). Keep reading,
+            # off epoll (which would report the error in a loop), until that latency has passed.
+            with self._lock:
+                self._watches.pop(handle, None)
+            lib.srt_epoll_remove_usock(self._eid, handle)
+            self._lingering[handle] = (watch, time.monotonic() + watch.latency_s + LINGER_MARGIN_S, reason)
+            return bool(batch)
+        if lingering is not None:
+            if code in (L.SRT_ECONNLOST, L.SRT_EASYNCRCV) and time.monotonic() < lingering[1]:
+                return bool(batch)
+            reason = lingering[2]  # why it broke, not what a read of the released socket says
+        self._lingering.pop(handle, None)
+        self.unwatch(watch.sock)
+        inbox.close(reason)
         return bool(batch)
+
+    def _drain_lingering(self, buf: ctypes.Array[ctypes.c_char]) -> bool:
+        delivered = False
+        for watch, _, _ in list(self._lingering.values()):
+            assert watch.inbox is not None
+            delivered |= self._drain(watch, watch.inbox, buf, 0)
+        return delivered
