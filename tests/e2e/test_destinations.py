@@ -11,6 +11,7 @@ the tests read state transitions off the bus, where the output service reports e
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +91,16 @@ def failures_since(tap: BusTap, output_id: str, since: float) -> list[OutputStat
         for s in transitions(tap, output_id)
         if s.state in ("backoff", "rejected", "disabled") and s.state_since >= since
     ]
+
+
+def unpublished_cleanly(nginx_log: str, stream: str) -> bool:
+    """nginx-rtmp logs `deleteStream` before `disconnect` on a connection whose publisher ended the
+    stream itself, and after it when the connection just dropped."""
+    publishers = re.findall(rf"\*(\d+) publish: name='{re.escape(stream)}'", nginx_log)
+    if not publishers:
+        return False
+    ends = re.findall(rf"\*{publishers[-1]} (deleteStream|disconnect)", nginx_log)
+    return ends[:1] == ["deleteStream"]
 
 
 def rss_mb(pid: int) -> float:
@@ -218,6 +229,9 @@ def test_refused_reset_and_blackholed_destinations_back_off_and_come_back(
     for m in modes:
         dstack.wait_output_state(ev["id"], ids[m], "stopped", timeout=15)
         dest.wait_recording_closed(f"dest-{m}", 10)
+    # ended with FCUnpublish + deleteStream before the socket closed, not just a dropped connection
+    for m in modes:
+        assert unpublished_cleanly(dest.log_text(), f"dest-{m}"), dest.log_text()[-3000:]
 
 
 class _Refuse403(http.server.BaseHTTPRequestHandler):
