@@ -457,8 +457,9 @@ class Api:
         url, backup_url, key_hint, split = target.url, target.backup_url, None, None
         credential_id = body.credential_id
         if credential_id is not None:
+            probe = url if body.verify and credentials.is_rtmp(url) else ""
             await credentials.check_reference(
-                self.vault, tenant_id, credential_id, url if body.verify else ""
+                self.vault, tenant_id, credential_id, probe, credentials.kind_for(url)
             )
         elif credentials.is_rtmp(url):  # the key goes to the vault; the row keeps the URL without it
             url, key = credentials.split_key(url)
@@ -474,6 +475,13 @@ class Api:
             )
             credential_id, key_hint = split.id, split.hint.replace("…", "****")
             backup_url = credentials.split_key(backup_url)[0] if backup_url else None
+        elif credentials.is_srt(url):  # an SRT passphrase goes to the vault; the URL keeps the other options
+            keyless, passphrase = credentials.srt_url_without_passphrase(url)
+            if passphrase is not None:
+                split = await credentials.store_key(
+                    self.vault, tenant_id, body.name.strip(), passphrase, None, "", "url", "srt_passphrase"
+                )
+                url, credential_id, key_hint = keyless, split.id, "****"
         try:
             row = await self._db(
                 store.create_output,
@@ -541,7 +549,8 @@ class Api:
         if enabled:
             current = await self._db(store.get_output, self.engine, tenant_id, output_id)
             if current.credential_id:  # a credential that failed verification must not go live
-                await credentials.check_reference(self.vault, tenant_id, current.credential_id)
+                kind = credentials.kind_for(current.url)
+                await credentials.check_reference(self.vault, tenant_id, current.credential_id, kind=kind)
         row = await self._db(store.set_output_enabled, self.engine, tenant_id, output_id, enabled)
         log.info("output.enabled", extra={"tenant_id": tenant_id, "output_id": output_id, "enabled": enabled})
         await self._publish(row.event_id)

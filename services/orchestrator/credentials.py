@@ -18,6 +18,11 @@ import msgspec
 from sqlalchemy.engine import Engine
 
 from services.output import presets
+from services.output.secure_connect import (
+    PLACEHOLDER_PASSPHRASE,
+    srt_url_with_passphrase,
+    srt_url_without_passphrase,
+)
 from shared import netguard, urls
 from shared import vault_messages as vm
 from shared.secret import Secret
@@ -89,15 +94,29 @@ def is_rtmp(url: str) -> bool:
     return url[:8].lower().startswith(("rtmp://", "rtmps://"))
 
 
+def is_srt(url: str) -> bool:
+    return url[:6].lower() == "srt://"
+
+
+def kind_for(url: str) -> str:
+    """The credential kind an output's URL takes: its SRT passphrase, or its RTMP stream key."""
+    return "srt_passphrase" if is_srt(url) else "stream_key"
+
+
 def keyless_destination(body: validation.OutputCreate) -> validation.ResolvedDestination:
     """The destination of an output whose key is the credential ``body.credential_id``: its URLs
     without a key, checked as if the key were there."""
     if body.stream_key is not None:
         raise validation_error("stream_key: give a credential_id or a stream_key, not both", "stream_key")
-    if body.url is not None and not is_rtmp(body.url):
-        raise validation_error(
-            "credential_id: only rtmp:// and rtmps:// outputs take a credential yet", "credential_id"
+    if body.url is not None and is_srt(body.url):  # the credential is the passphrase
+        if srt_url_without_passphrase(body.url)[1] is not None:
+            raise validation_error("url: give a passphrase or a credential_id, not both", "url")
+        validation.check_destination(
+            msgspec.structs.replace(
+                body, url=srt_url_with_passphrase(body.url, PLACEHOLDER_PASSPHRASE), credential_id=None
+            )
         )
+        return validation.ResolvedDestination(body.url, None)
     if body.url is not None:
         base = body.url.rstrip("/")
     elif body.preset is not None:
@@ -112,9 +131,13 @@ def keyless_destination(body: validation.OutputCreate) -> validation.ResolvedDes
 
 
 async def check_reference(
-    vault: VaultClient | None, tenant_id: str, credential_id: str, probe_url: str = ""
+    vault: VaultClient | None,
+    tenant_id: str,
+    credential_id: str,
+    probe_url: str = "",
+    kind: str = "stream_key",
 ) -> vm.CredentialInfo:
-    """A credential an output may use: the tenant's, a stream key, and not failed verification."""
+    """A credential an output may use: the tenant's, of the kind it needs, not failed verification."""
     client = require(vault)
     try:
         if probe_url:
@@ -133,9 +156,9 @@ async def check_reference(
         raise ApiError(
             422, "verification_failed", f"credential_id: {exc.description}", "credential_id"
         ) from None
-    if info.kind != "stream_key":
+    if info.kind != kind:
         raise validation_error(
-            f"credential_id: an RTMP output needs a stream_key, not {info.kind}", "credential_id"
+            f"credential_id: this output needs a {kind}, not a {info.kind}", "credential_id"
         )
     if info.status == "invalid":
         raise ApiError(
@@ -155,10 +178,11 @@ async def store_key(
     preset: str | None,
     probe_url: str,
     value_field: str,
+    kind: str = "stream_key",
 ) -> vm.CredentialInfo:
-    """A new credential for a key that came with an output."""
-    name = f"{output_name} (stream key)"[:200]
-    create = require(vault).create(tenant_id, name, "stream_key", Secret(key), preset or "", probe_url)
+    """A new credential for a key (or SRT passphrase) that came with an output."""
+    name = f"{output_name} ({kind.replace('_', ' ')})"[:200]
+    create = require(vault).create(tenant_id, name, kind, Secret(key), preset or "", probe_url)
     return await call(create, value_field)
 
 
@@ -202,18 +226,16 @@ class KeyMover:
     async def move_all(self) -> int:
         moved, events = 0, set()
         for row in await asyncio.to_thread(store.outputs_with_keys, self._engine):
-            if not is_rtmp(row.url):
+            found = self._secret_of(row)
+            if found is None:
                 continue
+            base, key, kind = found
             try:
-                base, key = split_key(row.url)
-            except (ValueError, ApiError):
-                continue
-            try:
-                info = await self._create(row, key)
+                info = await self._create(row, key, kind)
             except VaultFailure as exc:
                 log.warning("credentials.key_not_moved", extra={"output_id": row.id, "code": exc.code})
                 continue
-            hint = info.hint.replace("…", "****")
+            hint = info.hint.replace("…", "****") if kind == "stream_key" else "****"
             if await asyncio.to_thread(store.attach_credential, self._engine, row, base, info.id, hint):
                 moved += 1
                 events.add(row.event_id)
@@ -225,12 +247,27 @@ class KeyMover:
                 await self._publish(event_id)
         return moved
 
-    async def _create(self, row: store.Output, key: str) -> vm.CredentialInfo:
-        name = f"{row.name} (stream key)"[:200]
+    @staticmethod
+    def _secret_of(row: store.Output) -> tuple[str, str, str] | None:
+        """(the URL without its secret, the secret, its kind), or None when the URL holds none."""
+        if is_srt(row.url):
+            base, passphrase = srt_url_without_passphrase(row.url)
+            return (base, passphrase, "srt_passphrase") if passphrase else None
+        if not is_rtmp(row.url):
+            return None
         try:
-            return await self._vault.create(row.tenant_id, name, "stream_key", Secret(key), row.preset or "")
+            base, key = split_key(row.url)
+        except (ValueError, ApiError):
+            return None
+        return base, key, "stream_key"
+
+    async def _create(self, row: store.Output, key: str, kind: str) -> vm.CredentialInfo:
+        name = f"{row.name} ({kind.replace('_', ' ')})"[:200]
+        preset = row.preset or "" if kind == "stream_key" else ""
+        try:
+            return await self._vault.create(row.tenant_id, name, kind, Secret(key), preset)
         except VaultFailure as exc:
-            if exc.code != vm.INVALID or not row.preset:
+            if exc.code != vm.INVALID or not preset:
                 raise
             # a key that no longer looks like its platform's: keep it, unchecked against the preset
-            return await self._vault.create(row.tenant_id, name, "stream_key", Secret(key))
+            return await self._vault.create(row.tenant_id, name, kind, Secret(key))

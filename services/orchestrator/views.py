@@ -377,6 +377,8 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
 
 def shown_url(row: store.Output) -> str:
     """The URL as a user may see it: a key split off into the vault shows as its hint."""
+    if row.credential_id and row.url[:6].lower() == "srt://":  # the passphrase is in the vault
+        return urls.sanitize(f"{row.url}{'&' if '?' in row.url else '?'}passphrase=vault")
     if row.credential_id:  # the stored URL has no key: it was split off, or never given
         return f"{row.url}/{row.key_hint}" if row.key_hint else row.url
     return urls.sanitize(row.url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from shared import netguard, urls
 from shared.secret import Secret
@@ -65,3 +66,30 @@ async def prepare(
         except netguard.DestinationRefused as exc:
             raise Refused(str(exc)) from None
     return Prepared(target, address, key)
+
+
+# --- SRT: the passphrase is the credential ---
+
+PLACEHOLDER_PASSPHRASE = "vault-credential-placeholder"  # 10 to 79 characters, as SRT wants
+
+
+def srt_url_without_passphrase(url: str) -> tuple[str, str | None]:
+    """An srt:// URL without its ``passphrase`` option, and the passphrase (None when it had none)."""
+    head, qmark, query = url.partition("?")
+    kept, passphrase = [], None
+    for item in query.split("&") if qmark else []:
+        name, _, value = item.partition("=")
+        if name.lower() == "passphrase":
+            passphrase = unquote(value)
+        elif item:
+            kept.append(item)
+    return (f"{head}?{'&'.join(kept)}" if kept else head), passphrase
+
+
+def srt_url_with_passphrase(url: str, passphrase: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}passphrase={quote(passphrase, safe='')}"
+
+
+def srt_target_of(url: str, has_credential: bool) -> urls.SrtTarget:
+    """The SRT destination of an output spec: a passphrase in the vault is a placeholder until connect."""
+    return urls.parse_srt_url(srt_url_with_passphrase(url, PLACEHOLDER_PASSPHRASE) if has_credential else url)

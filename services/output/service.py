@@ -155,6 +155,7 @@ class OutputService:
             on_status=self._publish_status,
             worker=self._ctx.settings.worker_id,
             allowlist=self.allowlist,
+            resolve_key=self._key_resolver(event, spec),
         )
 
     def _key_resolver(self, event: EventSpec, spec: OutputSpec) -> secure_connect.KeyResolver | None:

@@ -10,7 +10,8 @@ A caller connects (blocking, in a thread, bounded by the class's stall limit) an
 partner (wrong passphrase, stream id refused) counts as rejected. A listener binds its port once and
 keeps it for the output's life: waiting for the partner is ``connecting``, a partner pulling is
 ``live``, a partner leaving is a failure that never auto-disables the output. The passphrase comes
-from the output's URL for now and never appears in a log or a status.
+from the vault at connect (or listen) time when the output references a credential, else from its URL;
+it never appears in a log or a status.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from shared.srt.poller import Inbox, SrtPoller
 from shared.srt.socket import HookAnswer, Options, SrtError, SrtSocket
 
 from . import policy as policies
+from . import secure_connect
 from . import state as sm
 from .policy import DestinationPolicy, ProgramFacts
 from .reconnect_gate import ReconnectGate
@@ -64,12 +66,14 @@ class SrtDestination:
         worker: str,
         rand: Callable[[], float] = random.random,
         allowlist: netguard.Allowlist | None = None,
+        resolve_key: secure_connect.KeyResolver | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.event_id = event_id
         self.spec = spec
         self._allowlist = allowlist  # the SSRF guard at connect time (caller), the address pinned
-        self.target = urls.parse_srt_url(spec.url)
+        self._resolve_key = resolve_key  # the passphrase from the vault (spec.credential_id)
+        self.target = secure_connect.srt_target_of(spec.url, bool(spec.credential_id))
         self.safe_url = urls.sanitize(spec.url)
         if self.target.mode == "listener":
             policy = dataclasses.replace(policy, disable_failures=0)  # partners come and go
@@ -197,6 +201,7 @@ class SrtDestination:
     async def _attempt(self) -> None:
         try:
             if self.target.mode == "caller":
+                await self._fetch_passphrase()
                 address = self.target.host
                 if self._allowlist is not None:
                     address = (await netguard.resolve(address, self.target.port, self._allowlist)).address
@@ -208,7 +213,7 @@ class SrtDestination:
             rejected = exc.reject_reason in _REJECTIONS or exc.reject_reason >= 1000
             self._fail(self._scrub(_describe(exc)), rejected=rejected)
             return
-        except netguard.DestinationRefused as exc:
+        except (netguard.DestinationRefused, secure_connect.Refused) as exc:
             self._fail(str(exc), rejected=True)
             return
         except OSError as exc:  # name resolution, a port already in use
@@ -254,8 +259,15 @@ class SrtDestination:
             peer_idle_timeout_ms=int(max(self.policy.stall_limit_s, 2.0) * 1000),
         )
 
+    async def _fetch_passphrase(self) -> None:
+        """The passphrase from the vault, fresh for each connection (a rotation applies at the next one)."""
+        if self._resolve_key is not None:
+            key = await self._resolve_key()
+            self.target = dataclasses.replace(self.target, passphrase=key.reveal())
+
     async def _next_partner(self) -> tuple[SrtSocket, str]:
         if self._listener is None:
+            await self._fetch_passphrase()
             listener = SrtSocket()
             try:
                 listener.configure(self._options())

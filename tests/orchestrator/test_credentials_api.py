@@ -316,8 +316,12 @@ async def test_keys_stored_before_the_vault_move_into_it(api: Api) -> None:
         "B",
         preset="youtube",
     )
+    phrase = "legacy-srt-passphrase-77"
+    srt = store.create_output(
+        engine, db.DEFAULT_TENANT_ID, ev, "srt", f"srt://127.0.0.1:9000?mode=caller&passphrase={phrase}", "C"
+    )
     mover = KeyMover(engine, VaultClient(api.nc), api.orchestrator.desired.publish)
-    assert await mover.move_all() == 2
+    assert await mover.move_all() == 3
     assert await mover.move_all() == 0, "moved once"
     out = await api.ok("GET", f"/v1/outputs/{legacy.id}")
     assert out["url"] == "rtmp://127.0.0.1/live/****" + KEY[-4:] and out["credential_id"]
@@ -329,4 +333,29 @@ async def test_keys_stored_before_the_vault_move_into_it(api: Api) -> None:
         out["credential_id"],
     )
     assert by_id[odd.id].url == "rtmp://a.rtmp.youtube.com/live2" and by_id[odd.id].credential_id
-    assert KEY.encode() not in messages.encode(spec)
+    assert by_id[srt.id].url == "srt://127.0.0.1:9000?mode=caller" and by_id[srt.id].credential_id
+    assert KEY.encode() not in messages.encode(spec) and phrase.encode() not in messages.encode(spec)
+
+
+async def test_an_srt_output_takes_its_passphrase_from_the_vault(api: Api) -> None:
+    ev = await new_event(api)
+    phrase = "srt-passphrase-canary-0042"
+    cred = await api.ok("POST", "/v1/credentials", {"name": "p", "kind": "srt_passphrase", "value": phrase})
+    key = await api.ok("POST", "/v1/credentials", {"name": "k", "kind": "stream_key", "value": KEY})
+    url = "srt://127.0.0.1:9000?mode=caller&pbkeylen=16&latency=200"
+    out = await api.ok(
+        "POST", f"/v1/events/{ev}/outputs", {"name": "s", "url": url, "credential_id": cred["id"]}
+    )
+    assert out["credential_id"] == cred["id"] and out["url"].endswith("&passphrase=****")
+    wrong_kind = await api.call(
+        "POST", f"/v1/events/{ev}/outputs", {"name": "s", "url": url, "credential_id": key["id"]}
+    )
+    assert wrong_kind.status == 422 and "needs a srt_passphrase" in wrong_kind.error["message"]
+    both = await api.call(
+        "POST",
+        f"/v1/events/{ev}/outputs",
+        {"name": "s", "url": f"{url}&passphrase={phrase}", "credential_id": cred["id"]},
+    )
+    assert both.status == 422 and phrase not in str(both.body)
+    spec = await spec_of(api, ev)
+    assert spec is not None and spec.outputs[0].url == url and spec.outputs[0].credential_id == cred["id"]
