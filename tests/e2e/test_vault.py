@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +27,9 @@ from shared import subjects
 from shared import vault_messages as vm
 from tests.peers import ffmpeg, judge
 from tests.peers.nginx_rtmp import NginxRtmp
-from tests.peers.procs import wait_until
+from tests.peers.procs import stop, wait_until
 from tests.peers.publish_auth import PublishAuth, start_publish_auth
-from tests.peers.stack import Stack
+from tests.peers.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -192,3 +197,58 @@ def test_a_key_only_in_the_vault_reaches_nginx_and_never_leaks(
     assert files_holding(stack.data_dir, needles) == [], "the key is in a file under the data dir"
     db_files = list(stack.data_dir.glob("fanout.db*"))
     assert db_files and all(f.stat().st_size for f in db_files[:1])
+
+
+def test_a_frozen_workers_outputs_are_taken_over_by_the_worker_that_wins_the_lease(
+    stack: Stack, destination: Callable[..., NginxRtmp], tmp_path: Path
+) -> None:
+    """Leases place work: output-1 freezes, its lease lapses (15 s TTL), output-2 takes the output over,
+    resolves the key as the new lease holder and delivers; output-1, thawed, finds its lease gone and stops."""
+    dest = destination(extra_app_directives="drop_idle_publisher 5s;")
+    ev = stack.create_event("takeover")
+    inp = stack.add_input(ev["id"])
+    stack.add_output(ev["id"], dest.url("live", CANARY), "d")
+    stack.ok("POST", f"/v1/events/{ev['id']}/start")
+    pub = ffmpeg.publish(
+        inp["publish_url"], duration=60, size="320x240", bitrate="300k", log_path=tmp_path / "pub.log"
+    )
+    env = {
+        **stack.env,
+        "FANOUT_NATS_URL": (stack.data_dir / "nats.url").read_text().strip(),
+        "FANOUT_WORKER_ID": "output-2",
+    }
+    second_log = tmp_path / "output-2.log"
+    second: subprocess.Popen[bytes] | None = None
+    first = stack.child_pid("output")
+    assert first is not None
+    try:
+        dest.wait_publishing(CANARY, 20, min_bytes=20_000)
+        with open(second_log, "wb") as log:
+            second = subprocess.Popen(
+                [sys.executable, "-m", "services.output"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_until(lambda: "service.started" in second_log.read_text(), 20, "output-2 to start")
+        assert "output.taken_over" not in second_log.read_text(), "output-1 holds the lease: output-2 waits"
+        recordings = len(dest.recordings(CANARY))
+        os.kill(first, signal.SIGSTOP)
+        frozen = time.monotonic()
+
+        def taken_over() -> bool:
+            return "output.taken_over" in second_log.read_text() and len(dest.recordings(CANARY)) > recordings
+
+        wait_until(taken_over, 45, "output-2 to take the output over once output-1's lease lapsed")
+        took = time.monotonic() - frozen
+        print(f"output taken over {took:.1f} s after its worker froze (lease TTL 15 s, renewals every 5 s)")
+        dest.wait_publishing(CANARY, 10, min_bytes=20_000)
+        assert "vault.resolved" in stack.log_text() and '"worker": "output-2"' in stack.log_text()
+        os.kill(first, signal.SIGCONT)
+        wait_until(lambda: "lease.lost" in stack.log_text(), 20, "output-1 to find its lease gone")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGCONT)
+        ffmpeg.stop(pub)
+        if second is not None:
+            stop(second)
+    assert took >= 10, f"taken over after {took:.1f}s: before the lease could lapse"
+    assert CANARY not in second_log.read_text() and CANARY not in stack.log_text()
