@@ -134,9 +134,10 @@ class Stack:
             seen.update(self.output_of(event_id, output_id))
             return seen.get("state") == state
 
-        wait_until(
-            check, timeout, f"output {output_id} to be {state} (last: {seen.get('state')})", interval=0.2
-        )
+        try:
+            wait_until(check, timeout, f"output {output_id} to be {state}", interval=0.2)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {seen.get('state')} ({seen.get('last_error')})") from None
         return seen
 
     def wait_input_connected(self, event_id: str, input_id: str, timeout: float = 20) -> dict[str, Any]:
