@@ -93,10 +93,9 @@ class SrtPublishSession:
                     continue
                 if not batch:
                     break
-                now_ns = time.time_ns()
-                for message in batch:
-                    for packet in self.demuxer.feed(message, recv_ns=now_ns):
-                        await self._publish(packet)
+                data = batch[0] if len(batch) == 1 else b"".join(batch)  # one demuxer call per wake-up
+                for packet in self.demuxer.feed(data, recv_ns=time.time_ns()):
+                    await self._publish(packet)
             for packet in self.demuxer.flush():
                 await self._publish(packet)
             log.info(

@@ -84,6 +84,7 @@ class TsDemuxer:
         buf = self._rest + data if self._rest else data
         out: list[MediaPacket] = []
         pos, end = 0, len(buf)
+        streams, counters = self._pes, self._cc
         while pos + PACKET_SIZE <= end:
             if buf[pos] != SYNC:
                 self.errors["sync"] += 1
@@ -93,6 +94,19 @@ class TsDemuxer:
                     break
                 pos = nxt
                 continue
+            # Fast path, most packets of a stream: the next payload-only piece of an open PES.
+            b1, b3 = buf[pos + 1], buf[pos + 3]
+            if not b1 & 0xC0 and b3 & 0x30 == 0x10:
+                pid = ((b1 & 0x1F) << 8) | buf[pos + 2]
+                pes = streams.get(pid)
+                if pes is not None and pes.open and (counters.get(pid, -2) + 1) & 0x0F == b3 & 0x0F:
+                    counters[pid] = b3 & 0x0F
+                    pes.parts.append(buf[pos + 4 : pos + PACKET_SIZE])
+                    pes.size += PACKET_SIZE - 4
+                    if (pes.expected and pes.size >= pes.expected) or pes.size > MAX_PES_BYTES:
+                        self._pes_done(pes, out)
+                    pos += PACKET_SIZE
+                    continue
             self._packet(buf, pos, out, recv_ns)
             pos += PACKET_SIZE
         self._rest = buf[pos:]
@@ -269,6 +283,10 @@ class TsDemuxer:
                 return
             pes.parts.append(payload)
             pes.size += len(payload)
+        self._pes_done(pes, out)
+
+    def _pes_done(self, pes: _Pes, out: list[MediaPacket]) -> None:
+        """Finish a PES whose announced length has arrived; give up on one grown past any picture."""
         if pes.expected and pes.size >= pes.expected:
             self._finish(pes, out)
         elif pes.size > MAX_PES_BYTES:

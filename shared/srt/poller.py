@@ -30,7 +30,7 @@ LINGER_POLL_MS = 20  # how often a broken connection's last messages are looked 
 LINGER_MARGIN_S = 0.25  # after a break, read for one latency and this much more
 MAX_EVENTS = 64
 INBOX_MAX_MESSAGES = 8192  # ~10 MB of 1316-byte messages
-COALESCE_S = 0.01  # after a busy pass, let messages gather: fewer loop wake-ups for the same data
+COALESCE_S = 0.02  # after a busy pass, let messages gather: fewer loop wake-ups for the same data
 _RECV_BUFFER = 1500  # one live-mode message is at most 1456 bytes
 
 
