@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,12 @@ def _int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _default_worker_id() -> str:
+    """Host and pid: unique across containers too (where every pid may be 1), so leases tell workers apart."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    return f"{host}-pid{os.getpid()}"
 
 
 def _opt(name: str) -> str | None:
@@ -37,7 +45,7 @@ class Settings:
     tls_ca_file: str | None = field(default_factory=lambda: _opt("FANOUT_TLS_CA_FILE"))
     destination_allowlist: str = field(default_factory=lambda: os.environ.get("FANOUT_DESTINATION_ALLOWLIST", ""))
     admin_key: str | None = field(default_factory=lambda: _opt("FANOUT_ADMIN_KEY"))
-    worker_id: str = field(default_factory=lambda: os.environ.get("FANOUT_WORKER_ID") or f"pid{os.getpid()}")
+    worker_id: str = field(default_factory=lambda: os.environ.get("FANOUT_WORKER_ID") or _default_worker_id())
     log_level: str = field(default_factory=lambda: os.environ.get("FANOUT_LOG_LEVEL") or "INFO")
 
     @property
