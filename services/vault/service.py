@@ -32,7 +32,7 @@ from shared.messages import EventSpec
 from shared.messages import decode as decode_message
 from shared.secret import Secret
 
-from . import envelope, store, verify
+from . import envelope, rekey, store, verify
 from .audit import Auditor, AuditUnavailable, ensure_stream
 from .master_keys import MasterKeyError, MasterKeys
 
@@ -456,37 +456,22 @@ class VaultService:
                     raise Refused(vm.BAD_REQUEST, str(exc)) from None
                 log.info("vault.master_key_added", extra={"version": added})
             keyring = await self.keyring()
-            rewrapped, failed = await self._rewrap_all(keyring)
-            retire = set(request.retire)
-            if request.retire_previous:
-                retire |= {v for v in keyring.versions if v < keyring.active}
-            retire.discard(keyring.active)
+            rewrapped, failed = await rekey.rewrap_all(self._engine, keyring, self._rewrap_failed)
             in_use = await asyncio.to_thread(store.master_versions_in_use, self._engine)
-            if not request.force:
-                blocked = sorted(v for v in retire if in_use.get(v))
-                if blocked:
-                    raise Refused(
-                        vm.CONFLICT,
-                        f"master key version(s) {', '.join(map(str, blocked))} still protect "
-                        f"{sum(in_use[v] for v in blocked)} secret(s) that could not be rewrapped; "
-                        "fix or delete them first (or force)",
-                    )
+            try:
+                retire = rekey.to_retire(
+                    keyring, set(request.retire), request.retire_previous, in_use, request.force
+                )
+            except rekey.StillInUse as exc:
+                raise Refused(vm.CONFLICT, str(exc)) from None
             if retire:
                 await asyncio.to_thread(store.retire, self._engine, retire)
                 await asyncio.to_thread(self._master.destroy, retire)
                 self._transport = {v: k for v, k in self._transport.items() if v not in retire}
                 log.info("vault.master_keys_retired", extra={"versions": sorted(retire)})
             keyring = await self.keyring()
-            await self._auditor.try_record(
-                vm.AuditRecord(
-                    op="rekey",
-                    tenant_id="system",
-                    credential_id="",
-                    requester="orchestrator",
-                    outcome="ok" if not failed else "partial",
-                    detail=f"active {keyring.active}, rewrapped {rewrapped}, retired {sorted(retire)}",
-                )
-            )
+            detail = f"active {keyring.active}, rewrapped {rewrapped}, retired {sorted(retire)}"
+            await self._audit("rekey", "system", "", "ok" if not failed else "partial", detail)
             return vm.RekeyReply(
                 active_version=keyring.active,
                 versions=keyring.versions,
@@ -495,35 +480,5 @@ class VaultService:
                 failed=failed,
             )
 
-    async def _rewrap_all(self, keyring: envelope.Keyring) -> tuple[int, list[str]]:
-        rewrapped, failed = 0, []
-        for tenant_id, credential_id in await asyncio.to_thread(store.all_ids, self._engine):
-            for _ in range(5):  # a concurrent rotate wins; rewrap what it wrote
-                try:
-                    row = await asyncio.to_thread(store.get, self._engine, tenant_id, credential_id)
-                except store.NotFound:
-                    break
-                current = row.sealed
-                try:
-                    sealed = envelope.rewrap(keyring, tenant_id, credential_id, current)
-                except envelope.EnvelopeError as exc:
-                    failed.append(credential_id)
-                    await self._audit("rekey", tenant_id, credential_id, exc.code, detail=str(exc)[:300])
-                    break
-                if sealed is current:
-                    break
-                try:
-                    await asyncio.to_thread(
-                        store.update,
-                        self._engine,
-                        row,
-                        master_version=sealed.master_version,
-                        wrapped_key=sealed.wrapped_key,
-                    )
-                except store.Conflict:
-                    continue
-                except store.NotFound:
-                    break
-                rewrapped += 1
-                break
-        return rewrapped, failed
+    async def _rewrap_failed(self, tenant_id: str, credential_id: str, exc: envelope.EnvelopeError) -> None:
+        await self._audit("rekey", tenant_id, credential_id, exc.code, detail=str(exc)[:300])

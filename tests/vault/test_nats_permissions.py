@@ -42,7 +42,9 @@ class Secured:
 
 @pytest.fixture
 def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Secured]:
-    passwords = {u: secrets.token_urlsafe(16) for u in USERS}
+    passwords = {
+        u: "pw" + secrets.token_hex(16) for u in USERS
+    }  # nats reads a value starting with a digit as a number
     for user, password in passwords.items():
         monkeypatch.setenv(f"FANOUT_NATS_{user.upper()}_PASSWORD", password)
     text = (ROOT / "deploy" / "nats-permissions.conf").read_text()
