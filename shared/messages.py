@@ -83,6 +83,29 @@ class OutputSpec(msgspec.Struct, frozen=True):
     # the vault credential holding the destination's key: then ``url`` has no key, and the output worker
     # resolves it from the vault at connect time (only the lease holder can)
     credential_id: str = ""
+    profile: str = "passthrough"  # an encoding profile's name: fed from its rendition instead of the program
+
+
+RateControl = Literal["cbr", "vbr"]
+H264Profile = Literal["baseline", "main", "high"]
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
+class ProfileSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """An encoding profile (services.transcode.profiles validates it). ``passthrough`` has no encode."""
+
+    name: str
+    width: int = 0
+    height: int = 0
+    fps: int = 30
+    video_bitrate_kbps: int = 0
+    rate_control: RateControl = "cbr"  # vbr is capped: maxrate 1.5x the target
+    keyframe_interval_s: float = 2.0  # fixed: keyint = fps * interval, no scene-cut keyframes
+    h264_profile: H264Profile = "high"
+    preset: X264Preset = "veryfast"
+    audio_bitrate_kbps: int = 128
+    channels: int = 2
+    sample_rate: int = 48_000
 
 
 FailoverPreference = Literal["primary", "equal"]
@@ -110,6 +133,7 @@ class EventSpec(msgspec.Struct, frozen=True):
     revision: int = 0
     failover: FailoverPolicy = msgspec.field(default_factory=FailoverPolicy)
     locked_input: str = ""  # an input id: no automatic switching, the program stays on it (or the slate)
+    profiles: tuple[ProfileSpec, ...] = ()  # the encoding profiles the event's outputs use (not passthrough)
 
 
 # --- health and state (workers -> everyone) ---
@@ -172,6 +196,9 @@ class OutputStatus(msgspec.Struct, frozen=True):
     queued_bytes: int = 0  # written but not yet accepted by the socket: the destination's queue
     drop_events: int = 0  # times the queue overflowed and the destination skipped to a keyframe
     generation: int = 0  # the OutputSpec generation this status is about
+    profile: str = ""  # the encoding profile it is fed from
+    sent_bitrate_bps: int = 0  # measured on what it wrote, over the last seconds
+    sent_keyframe_interval_s: float = 0.0  # the longest of the last keyframe intervals it wrote
 
 
 class SessionEvent(msgspec.Struct, frozen=True):

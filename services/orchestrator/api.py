@@ -17,16 +17,18 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from services.transcode import profiles
 from shared import messages, netguard, urls
 from shared.config import Settings
 from shared.ids import new_secret
+from shared.messages import ProfileSpec
 from shared.secret import Secret
 from shared.vault_client import VaultClient, VaultFailure
 
 from . import auth, credentials, openapi, store, validation, views
 from .commands import RouterCommands, RouterUnavailable
 from .desired import DesiredState, PublishFailed, failover_policy
-from .errors import ApiError, conflict, forbidden, not_found, unauthorized, unavailable
+from .errors import ApiError, conflict, forbidden, not_found, unauthorized, unavailable, validation_error
 from .status import StatusCache
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,18 @@ class Api:
                 "POST", out + "/start",
                 self.start_output, "Enable the output (it runs while the event is live); re-enables an auto-disabled one",
                 "tenant", response=views.OutputView, errors=(404, 503),
+            ),
+            Route(
+                "PATCH", out, self.patch_output, "Change the output's encoding profile (live: new sequence headers)",
+                "tenant", body=validation.OutputPatch, response=views.OutputView, errors=(404, 503),
+            ),
+            Route(
+                "GET", "/v1/profiles", self.list_profiles, "Encoding profiles: the built-ins and the tenant's own",
+                "tenant", response=views.ProfileList,
+            ),
+            Route(
+                "POST", "/v1/profiles", self.create_profile, "Add an encoding profile (validated)", "tenant",
+                status=201, body=validation.ProfileCreate, response=views.ProfileView, errors=(409,),
             ),
             Route(
                 "GET", "/v1/presets", self.list_presets, "Platform presets for outputs (preset + stream_key)",
@@ -448,6 +462,7 @@ class Api:
         body = validation.decode(await request.read(), validation.OutputCreate)
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
         await self._db(store.get_event, self.engine, tenant_id, event_id)  # 404 before the vault is asked
+        await self._check_profile(tenant_id, body.profile)
         if body.credential_id is not None:
             target = credentials.keyless_destination(body)
         else:
@@ -495,6 +510,7 @@ class Api:
                 backup_url,
                 credential_id,
                 key_hint,
+                body.profile,
             )
         except BaseException:
             if split is not None and self.vault is not None:
@@ -534,6 +550,39 @@ class Api:
                 with contextlib.suppress(Exception):
                     await self.vault.delete(tenant_id, row.credential_id)
         return web.Response(status=204)
+
+    async def _check_profile(self, tenant_id: str, name: str) -> None:
+        if await self._db(store.get_profile, self.engine, tenant_id, name) is None:
+            raise validation_error(f"profile: no profile named {name!r} (GET /v1/profiles)", "profile")
+
+    async def patch_output(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.OutputPatch)
+        tenant_id, output_id = self._tenant(request), request.match_info["output_id"]
+        await self._db(store.get_output, self.engine, tenant_id, output_id)  # 404 first
+        await self._check_profile(tenant_id, body.profile)
+        row = await self._db(store.set_output_profile, self.engine, tenant_id, output_id, body.profile)
+        log.info(
+            "output.profile", extra={"tenant_id": tenant_id, "output_id": output_id, "profile": row.profile}
+        )
+        await self._publish(row.event_id)
+        return json_response(views.output_view(row, self.status.output(row.event_id, row.id)))
+
+    async def list_profiles(self, request: web.Request) -> web.Response:
+        found = await self._db(store.list_profiles, self.engine, self._tenant(request))
+        return json_response(
+            views.ProfileList(profiles=[views.profile_view(p, profiles.is_builtin(p.name)) for p in found])
+        )
+
+    async def create_profile(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.ProfileCreate)
+        spec = ProfileSpec(**msgspec.structs.asdict(body))
+        try:
+            profiles.validate(spec)
+        except profiles.ProfileError as exc:
+            raise validation_error(str(exc), exc.field) from None
+        created = await self._db(store.create_profile, self.engine, self._tenant(request), spec)
+        log.info("profile.created", extra={"tenant_id": self._tenant(request), "profile": created.name})
+        return json_response(views.profile_view(created, False), 201)
 
     async def list_presets(self, request: web.Request) -> web.Response:
         return json_response(views.preset_list())

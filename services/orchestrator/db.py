@@ -87,6 +87,16 @@ outputs = sa.Table(
     # the vault credential holding the key: then ``url`` has no key; key_hint shows its last four characters
     sa.Column("credential_id", sa.String(64), nullable=True),
     sa.Column("key_hint", sa.String(16), nullable=True),
+    sa.Column("profile", sa.String(48), nullable=False, server_default="passthrough"),  # encoding profile
+)
+
+profiles = sa.Table(  # a tenant's own encoding profiles (built-ins live in services.transcode.profiles)
+    "profiles",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("name", sa.String(48), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),  # ProfileSpec JSON
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 

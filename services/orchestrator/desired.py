@@ -69,9 +69,11 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
                 auto_disabled=o.auto_disabled or "",
                 generation=o.generation,
                 credential_id=o.credential_id or "",
+                profile=o.profile,
             )
             for o in detail.outputs
         ),
+        profiles=detail.profiles,
         revision=event.revision,
         failover=failover_policy(event.failover),
         locked_input=event.locked_input,

@@ -135,12 +135,28 @@ def _v5_output_credentials(conn: Connection) -> None:
         conn.execute(sa.text(ddl))
 
 
+def _v6_profiles(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE outputs ADD COLUMN profile VARCHAR(48) NOT NULL DEFAULT 'passthrough'"))
+    md = sa.MetaData()
+    sa.Table("tenants", md, sa.Column("id", sa.String(64), primary_key=True))
+    sa.Table(
+        "profiles",
+        md,
+        sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id"), primary_key=True),
+        sa.Column("name", sa.String(48), primary_key=True),
+        sa.Column("definition", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    md.tables["profiles"].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
     Migration(2, "outputs: platform preset, paired backup, auto-disable, generation", _v2_output_policy),
     Migration(3, "events: failover policy and input lock", _v3_failover),
     Migration(4, "inputs: SRT passphrase, key length and latency", _v4_srt_inputs),
     Migration(5, "outputs: vault credential reference and key hint", _v5_output_credentials),
+    Migration(6, "outputs: encoding profile; tenants' own profiles", _v6_profiles),
 )
 
 

@@ -12,10 +12,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from services.transcode import profiles
 from shared.ids import new_id
+from shared.messages import ProfileSpec
 
 from . import db
 
@@ -79,6 +82,7 @@ class Output:
     generation: int = 0  # bumped on every re-enable
     credential_id: str | None = None  # the vault credential with the key; ``url`` then has none
     key_hint: str | None = None  # "****abcd" when the key was split off the URL given at create
+    profile: str = "passthrough"  # the encoding profile it is fed from
 
     def __repr__(self) -> str:
         return f"Output(id={self.id!r}, event_id={self.event_id!r}, name={self.name!r})"
@@ -89,6 +93,7 @@ class EventDetail:
     event: Event
     inputs: tuple[Input, ...]
     outputs: tuple[Output, ...]
+    profiles: tuple[ProfileSpec, ...] = ()  # the encoding profiles its outputs use (not passthrough)
 
 
 def _event(row: Any) -> Event:
@@ -184,9 +189,67 @@ def _detail(conn: Connection, event: Event) -> EventDetail:
         .where(db.outputs.c.event_id == event.id)
         .order_by(db.outputs.c.created_at, db.outputs.c.id)
     )
-    return EventDetail(
-        event=event, inputs=tuple(_input(r) for r in ins), outputs=tuple(_output(r) for r in outs)
-    )
+    outputs = tuple(_output(r) for r in outs)
+    names = sorted({o.profile for o in outputs} - {profiles.PASSTHROUGH})
+    used = tuple(p for p in (_profile(conn, event.tenant_id, n) for n in names) if p is not None)
+    return EventDetail(event=event, inputs=tuple(_input(r) for r in ins), outputs=outputs, profiles=used)
+
+
+# --- encoding profiles: the built-ins and each tenant's own ---
+
+
+def _profile(conn: Connection, tenant_id: str, name: str) -> ProfileSpec | None:
+    if name in profiles.BUILTIN:
+        return profiles.BUILTIN[name]
+    row = conn.execute(
+        sa.select(db.profiles.c.definition).where(
+            db.profiles.c.tenant_id == tenant_id, db.profiles.c.name == name
+        )
+    ).first()
+    return None if row is None else msgspec.json.decode(row[0], type=ProfileSpec)
+
+
+def get_profile(engine: Engine, tenant_id: str, name: str) -> ProfileSpec | None:
+    with engine.begin() as conn:
+        return _profile(conn, tenant_id, name)
+
+
+def list_profiles(engine: Engine, tenant_id: str) -> list[ProfileSpec]:
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(db.profiles.c.definition)
+            .where(db.profiles.c.tenant_id == tenant_id)
+            .order_by(db.profiles.c.name)
+        )
+        own = [msgspec.json.decode(r[0], type=ProfileSpec) for r in rows]
+    return [*profiles.BUILTIN.values(), *own]
+
+
+def create_profile(engine: Engine, tenant_id: str, profile: ProfileSpec) -> ProfileSpec:
+    """Store a tenant's validated profile; Conflict when the name is taken (built-ins included)."""
+    with engine.begin() as conn:
+        if _profile(conn, tenant_id, profile.name) is not None:
+            raise Conflict(f"a profile named {profile.name!r} exists")
+        conn.execute(
+            db.profiles.insert().values(
+                tenant_id=tenant_id,
+                name=profile.name,
+                definition=msgspec.json.encode(profile).decode(),
+                created_at=time.time(),
+            )
+        )
+    return profile
+
+
+def set_output_profile(engine: Engine, tenant_id: str, output_id: str, profile: str) -> Output:
+    with engine.begin() as conn:
+        found = _output_row(conn, tenant_id, output_id)
+        if found.profile != profile:
+            event = _locked_event(conn, tenant_id, found.event_id)
+            ids = [output_id, *([found.pair_id] if found.pair_id else [])]
+            conn.execute(db.outputs.update().where(db.outputs.c.id.in_(ids)).values(profile=profile))
+            _touch(conn, event)
+        return _output_row(conn, tenant_id, output_id)
 
 
 def get_event(engine: Engine, tenant_id: str, event_id: str) -> EventDetail:
@@ -336,6 +399,7 @@ def create_output(
     backup_url: str | None = None,
     credential_id: str | None = None,
     key_hint: str | None = None,
+    profile: str = "passthrough",
 ) -> Output:
     """Add an output; with ``backup_url`` also its paired backup-ingest output. Returns the first.
     With ``credential_id`` the URLs carry no key: both outputs use the credential's."""
@@ -352,6 +416,7 @@ def create_output(
         preset=preset,
         credential_id=credential_id,
         key_hint=key_hint,
+        profile=profile,
     )
     rows = [created]
     if backup_url is not None:
@@ -368,6 +433,7 @@ def create_output(
             pair_id=created.id,
             credential_id=credential_id,
             key_hint=key_hint,
+            profile=profile,
         )
         created = dataclasses.replace(created, pair_id=backup.id)
         rows = [created, backup]

@@ -15,7 +15,7 @@ import msgspec
 
 from services.output import presets
 from shared import urls
-from shared.messages import DestinationClass, FailoverPolicy, FailoverPreference, InputRole
+from shared.messages import DestinationClass, FailoverPolicy, FailoverPreference, InputRole, ProfileSpec
 
 from .errors import bad_request, validation_error
 
@@ -143,6 +143,21 @@ VerifyFlag = Annotated[
 ]
 
 
+ProfileName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=48, description="An encoding profile (GET /v1/profiles)")
+]
+
+
+class OutputPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Change an output's encoding profile; a live RTMP output gets new sequence headers."""
+
+    profile: ProfileName
+
+
+class ProfileCreate(ProfileSpec, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tenant's own encoding profile, checked by services.transcode.profiles.validate."""
+
+
 class OutputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A destination: a ``url``, or a platform ``preset`` and the ``stream_key`` it hands out.
 
@@ -158,6 +173,7 @@ class OutputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     backup: PairedBackup = False
     credential_id: CredentialRef | None = None
     verify: VerifyFlag = False
+    profile: ProfileName = "passthrough"
 
     def __repr__(self) -> str:
         return (

@@ -23,6 +23,7 @@ from shared.messages import (
     InputHealth,
     InputRole,
     OutputStatus,
+    ProfileSpec,
     RouterStatus,
 )
 from shared.srt.streamid import publish_streamid
@@ -150,6 +151,9 @@ class OutputView(msgspec.Struct, frozen=True, kw_only=True):
     preset: str | None = None
     paired_output_id: str | None = None  # the paired backup-ingest output (or the primary of a backup)
     credential_id: str | None = None  # the vault credential that holds the key
+    profile: str = "passthrough"  # the encoding profile the output is fed from
+    sent_bitrate_bps: int = 0  # measured on what the destination wrote, over the last seconds
+    sent_keyframe_interval_s: float = 0.0  # the longest of the last keyframe intervals sent
 
 
 class PresetView(msgspec.Struct, frozen=True, kw_only=True):
@@ -354,6 +358,8 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
             "warnings": list(status.warnings),
             "queued_bytes": status.queued_bytes,
             "drop_events": status.drop_events,
+            "sent_bitrate_bps": status.sent_bitrate_bps,
+            "sent_keyframe_interval_s": status.sent_keyframe_interval_s,
         }
         if status.generation != row.generation:
             live = {}  # a report from before the last re-enable
@@ -371,6 +377,7 @@ def output_view(row: store.Output, status: OutputStatus | None) -> OutputView:
         preset=row.preset,
         paired_output_id=row.pair_id,
         credential_id=row.credential_id,
+        profile=row.profile,
         **live,
     )
 
@@ -447,3 +454,15 @@ def preset_list() -> PresetList:
             for p in presets.PRESETS.values()
         ]
     )
+
+
+class ProfileView(ProfileSpec, frozen=True, kw_only=True):
+    builtin: bool = False
+
+
+class ProfileList(msgspec.Struct, frozen=True):
+    profiles: list[ProfileView]
+
+
+def profile_view(p: ProfileSpec, builtin: bool) -> ProfileView:
+    return ProfileView(**msgspec.structs.asdict(p), builtin=builtin)

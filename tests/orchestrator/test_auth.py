@@ -40,6 +40,7 @@ ID_ROUTES: list[tuple[str, str, Any]] = [
     ("DELETE", "/v1/outputs/{output_id}", None),
     ("POST", "/v1/outputs/{output_id}/start", None),
     ("POST", "/v1/outputs/{output_id}/stop", None),
+    ("PATCH", "/v1/outputs/{output_id}", {"profile": "social-720p30"}),
     ("GET", "/v1/credentials/{credential_id}", None),
     ("POST", "/v1/credentials/{credential_id}/rotate", {"value": "live_77_RotatedByOwner0001"}),
     ("POST", "/v1/credentials/{credential_id}/verify", None),
