@@ -159,6 +159,7 @@ class SrtPoller:
     # --- the thread ---
 
     def _run(self) -> None:
+        _name_os_thread(b"srt-poller")
         events = (L.SrtEpollEvent * MAX_EVENTS)()
         buf = ctypes.create_string_buffer(_RECV_BUFFER)
         try:
@@ -250,3 +251,9 @@ class SrtPoller:
             assert watch.inbox is not None
             delivered |= self._drain(watch, watch.inbox, buf, 0)
         return delivered
+
+
+def _name_os_thread(name: bytes) -> None:
+    """Give the thread its name in /proc and top (Linux prctl PR_SET_NAME), so its CPU is told apart."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
