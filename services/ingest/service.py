@@ -21,7 +21,7 @@ async def main(ctx: ServiceContext) -> None:
     settings = ctx.settings
     keys = KeyDirectory()
     ingest = RtmpIngest(ctx.nc, keys, settings.worker_id)
-    srt = SrtIngest(ctx.nc, keys)
+    srt = SrtIngest(ctx.nc, keys, settings.worker_id)
 
     async def on_change(event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         keys.update(event_id, new)

@@ -24,7 +24,7 @@ import msgspec
 from nats.aio.client import Client
 
 from shared import subjects
-from shared.messages import InputHealth, MediaPacket, SessionEvent, encode, encode_packet
+from shared.messages import InputHealth, MediaPacket, SessionEvent, WorkerStats, encode, encode_packet
 from shared.mpegts.demux import TsDemuxer
 from shared.srt import liblog
 from shared.srt.poller import Inbox, SrtPoller
@@ -180,9 +180,10 @@ class SrtPublishSession:
 
 
 class SrtIngest:
-    def __init__(self, nc: Client, keys: KeyDirectory) -> None:
+    def __init__(self, nc: Client, keys: KeyDirectory, worker: str = "ingest") -> None:
         self.nc = nc
         self.keys = keys
+        self.worker = f"{worker}-srt"
         self.sessions: set[SrtPublishSession] = set()
         self.publishers: dict[str, SrtPublishSession] = {}
         self.counters: Counter[str] = Counter()
@@ -346,6 +347,15 @@ class SrtIngest:
                 continue
             session.report_damage()
             await self.emit_health(session.sample(now))
+        stats = WorkerStats(
+            service="ingest",
+            worker=self.worker,
+            destinations=len(self.publishers),
+            counters=dict(self.counters),
+            ts=time.time(),
+        )
+        with contextlib.suppress(Exception):
+            await self.nc.publish(subjects.worker_stats("ingest", self.worker), encode(stats))
 
     async def emit_health(self, health: InputHealth) -> None:
         with contextlib.suppress(Exception):
