@@ -10,8 +10,9 @@ An input is *healthy* while it delivers video (a packet within ``loss_timeout``,
 no enabled content trigger has held for its duration. The rules:
 
 - The live input fails: switch at once to the best other healthy input (the primary first), else to
-  the slate. Reason: ``disconnect``, ``loss``, ``black``, ``frozen`` or ``silence``. Unplanned: the
-  shell starts the new input from its cached keyframe.
+  the slate (after a disconnect, once ``loss_timeout`` has passed: an encoder may reconnect at once).
+  Reason: ``disconnect``, ``loss``, ``black``, ``frozen`` or ``silence``. Unplanned: the shell starts
+  the new input from its cached keyframe.
 - On the slate (or before the program started), the first healthy input goes on air (``return``).
 - With ``preference == "primary"``, the program goes back from a healthy backup to the primary once
   the primary has been healthy for ``stable_window_s`` and the last switch is at least that old, so a
@@ -352,9 +353,18 @@ def _decide(state: State, now: float) -> tuple[State, list[Effect]]:
         return state, []
     if candidates:
         return _switch(state, candidates[0], _failure(state, current, now), False, now)
-    if current != SLATE:
+    if current != SLATE and not _may_come_back(state, current, now):
         return _switch(state, SLATE, _failure(state, current, now), False, now)
     return state, []
+
+
+def _may_come_back(state: State, source: str | None, now: float) -> bool:
+    """A publisher that just dropped its connection may reconnect at once (an encoder's blip): with
+    nothing else to go to, the slate waits ``loss_timeout`` after its last packet."""
+    track = state.track(source)
+    if track is None or not track.disconnected or track.last_packet is None:
+        return False
+    return now - track.last_packet < state.policy.loss_timeout_ms / 1000
 
 
 def _maybe_return(state: State, now: float) -> tuple[State, list[Effect]]:
@@ -381,7 +391,7 @@ def _decide_locked(state: State, now: float) -> tuple[State, list[Effect]]:
         if healthy(state, current, now):
             return _switch(state, locked, "manual", True, now)  # the lock moved the program
         return _switch(state, locked, _failure(state, current, now), False, now)
-    if current is None or current == SLATE:
+    if current is None or current == SLATE or _may_come_back(state, current, now):
         return state, []
     reason = "manual" if healthy(state, current, now) else _failure(state, current, now)
     return _switch(state, SLATE, reason, False, now)
