@@ -37,6 +37,11 @@ def program_media(tenant: str, event: str) -> str:
     return f"fanout.media.{token(tenant)}.{token(event)}.program"
 
 
+def rendition_media(tenant: str, event: str, profile: str) -> str:
+    """The program encoded with one profile, published by the transcode service while an output needs it."""
+    return f"fanout.media.{token(tenant)}.{token(event)}.rendition.{token(profile)}"
+
+
 def input_health(tenant: str, event: str, input_id: str) -> str:
     return f"fanout.health.{token(tenant)}.{token(event)}.input.{token(input_id)}"
 

@@ -14,7 +14,7 @@ from .supervisor import Supervisor, child_env
 
 log = logging.getLogger("launcher")
 
-SERVICES = ("orchestrator", "vault", "ingest", "router", "output")
+SERVICES = ("orchestrator", "vault", "ingest", "router", "output", "transcode")
 
 
 async def main() -> int:

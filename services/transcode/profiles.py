@@ -109,7 +109,7 @@ def x264_params(p: Profile) -> str:
     """libx264 settings for deterministic keyframes and the profile's rate control."""
     gop = gop_frames(p)
     kbps = p.video_bitrate_kbps
-    params = [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", "open-gop=0"]
+    params = [f"keyint={gop}", f"min-keyint={gop}", "scenecut=0", "open-gop=0", "bframes=0"]
     if p.rate_control == "cbr":
         params += [
             f"bitrate={kbps}",

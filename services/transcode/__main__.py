@@ -1,0 +1,5 @@
+from shared.service import run
+
+from .service import main
+
+run("transcode", main)
