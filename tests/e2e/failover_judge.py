@@ -73,7 +73,10 @@ def video_frames(path: Path) -> list[Frame]:
                 plane = frame.planes[0]
                 sample = sample_luma(bytes(plane), frame.width, frame.height, plane.line_size, STEP)
                 if not refs:
-                    refs = {"backup": _bars(frame.width, frame.height), "slate": _slate(frame.width, frame.height)}
+                    refs = {
+                        "backup": _bars(frame.width, frame.height),
+                        "slate": _slate(frame.width, frame.height),
+                    }
                 label = "primary"
                 if dark_ratio(sample) >= 0.98:
                     label = "black"

@@ -113,7 +113,9 @@ def program(source: str, frames: int = 31) -> tuple[ProgramTimeline, MediaPacket
     return tl, last
 
 
-def gop(source: str, start: int, arrived: float, frames: int, audio_every: int = 0) -> list[tuple[MediaPacket, float]]:
+def gop(
+    source: str, start: int, arrived: float, frames: int, audio_every: int = 0
+) -> list[tuple[MediaPacket, float]]:
     """A cached GOP: ``frames`` video frames from a keyframe, 1/30 s apart, with audio if asked."""
     out: list[tuple[MediaPacket, float]] = []
     for i in range(frames):
