@@ -32,7 +32,9 @@ def public_bytes(private: X25519PrivateKey) -> bytes:
 
 def private_from_seed(seed: bytes, label: bytes) -> X25519PrivateKey:
     """A key pair derived from secret ``seed`` (a master key) for ``label``: the same on every vault."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fanout x25519 " + label).derive(seed)
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"fanout x25519 " + label).derive(
+        seed
+    )
     return X25519PrivateKey.from_private_bytes(derived)
 
 
@@ -61,4 +63,6 @@ def open_box(private: X25519PrivateKey, ephemeral_public: bytes, box: bytes, con
         key = _key(private.exchange(peer), ephemeral_public, public_bytes(private), context)
         return AESGCM(key).decrypt(box[:NONCE_BYTES], box[NONCE_BYTES:], context)
     except (InvalidTag, ValueError):
-        raise BoxError("the sealed value did not open: wrong key, altered, or sealed for another purpose") from None
+        raise BoxError(
+            "the sealed value did not open: wrong key, altered, or sealed for another purpose"
+        ) from None
