@@ -62,7 +62,13 @@ class VaultClient:
         return self._transport
 
     async def _sealed_request(
-        self, op: str, value: Secret, context: bytes, build: type[msgspec.Struct], reply_type: type[R], **fields: object
+        self,
+        op: str,
+        value: Secret,
+        context: bytes,
+        build: type[msgspec.Struct],
+        reply_type: type[R],
+        **fields: object,
     ) -> R:
         """Seal ``value`` to the vault's transport key and send; fetch the key again once if it changed."""
         for attempt in range(2):
@@ -96,7 +102,12 @@ class VaultClient:
         return reply.credential
 
     async def rotate(
-        self, tenant_id: str, credential_id: str, value: Secret, expected_version: int = 0, probe_url: str = ""
+        self,
+        tenant_id: str,
+        credential_id: str,
+        value: Secret,
+        expected_version: int = 0,
+        probe_url: str = "",
     ) -> vm.CredentialInfo:
         reply = await self._sealed_request(
             "rotate",
@@ -133,7 +144,9 @@ class VaultClient:
         return reply
 
     async def describe(self, tenant_id: str, credential_id: str) -> vm.CredentialInfo:
-        reply = await self._request("describe", vm.DescribeCredential(tenant_id, credential_id), vm.CredentialReply)
+        reply = await self._request(
+            "describe", vm.DescribeCredential(tenant_id, credential_id), vm.CredentialReply
+        )
         assert reply.credential is not None
         return reply.credential
 
@@ -142,9 +155,15 @@ class VaultClient:
         return list(reply.credentials)
 
     async def rekey(
-        self, retire_previous: bool = False, retire: tuple[int, ...] = (), add_version: bool = True, force: bool = False
+        self,
+        retire_previous: bool = False,
+        retire: tuple[int, ...] = (),
+        add_version: bool = True,
+        force: bool = False,
     ) -> vm.RekeyReply:
-        message = vm.Rekey(retire_previous=retire_previous, retire=list(retire), add_version=add_version, force=force)
+        message = vm.Rekey(
+            retire_previous=retire_previous, retire=list(retire), add_version=add_version, force=force
+        )
         return await self._request("rekey", message, vm.RekeyReply, timeout=60)
 
     async def resolve(
