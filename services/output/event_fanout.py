@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from services.transcode.profiles import PASSTHROUGH
 from shared import subjects
 from shared.messages import decode_packet
 from shared.rtmp import chunk
@@ -62,10 +63,16 @@ class ProgramMeter:
 
 
 class EventFanout:
-    def __init__(self, nc: Client, tenant_id: str, event_id: str) -> None:
+    """One event's program, or one of its renditions (``profile`` other than passthrough)."""
+
+    def __init__(self, nc: Client, tenant_id: str, event_id: str, profile: str = PASSTHROUGH) -> None:
         self._nc = nc
         self.tenant_id = tenant_id
         self.event_id = event_id
+        self.profile = profile
+        # destinations moving here from another fan-out of the event, live on the same connection: they
+        # join at this feed's first keyframe past what they already sent (new sequence headers first)
+        self.joining: list[tuple[RtmpDestination, EventFanout]] = []
         self._preparer = Preparer()
         self._gop: list[Prepared] = []
         self._gop_bytes = 0
@@ -86,8 +93,12 @@ class EventFanout:
         return self.ts
 
     async def start(self) -> None:
+        if self.profile == PASSTHROUGH:
+            subject = subjects.program_media(self.tenant_id, self.event_id)
+        else:
+            subject = subjects.rendition_media(self.tenant_id, self.event_id, self.profile)
         self._sub = await self._nc.subscribe(
-            subjects.program_media(self.tenant_id, self.event_id),
+            subject,
             cb=self._on_msg,
             pending_msgs_limit=20_000,
             pending_bytes_limit=256 * 1024 * 1024,
@@ -113,6 +124,26 @@ class EventFanout:
     def detach(self, dest: RtmpDestination) -> None:
         if dest in self.live:
             self.live.remove(dest)
+        self.joining = [(d, f) for d, f in self.joining if d is not dest]
+
+    def handover(self, dest: RtmpDestination, source: EventFanout) -> None:
+        """Move a live destination from ``source`` to this feed without reconnecting: it stays on
+        ``source`` until this feed has a keyframe later than anything it sent, then switches there with
+        this feed's sequence headers (RTMP allows new ones mid-stream)."""
+        self.joining = [(d, f) for d, f in self.joining if d is not dest] + [(dest, source)]
+
+    def _join(self, item: Prepared) -> None:
+        waiting = []
+        for dest, source in self.joining:
+            if item.timestamp <= dest.last_ts or not dest.live_on_connection:
+                waiting.append((dest, source))
+                continue
+            source.detach(dest)
+            dest.switched_program(self, item.timestamp)
+            for header in self._preparer.headers():
+                dest.write(Prepared.make(header.type_id, item.timestamp, header.body))
+            self.live.append(dest)
+        self.joining = waiting
 
     def facts(self) -> ProgramFacts:
         return self.meter.facts()
@@ -134,6 +165,8 @@ class EventFanout:
             header = item is prep.video_header or item is prep.audio_header or item is prep.metadata
             if not header:
                 self.frames_in += 1
+            if self.joining and item.keyframe:
+                self._join(item)
             for dest in self.live:
                 if not dest.started:
                     if not item.keyframe:

@@ -110,6 +110,8 @@ class RtmpDestination:
         self._lost_reason = ""
         self._live = False
         self._base_ts: int | None = None
+        self._min_ts = 0  # program ms: media before it is skipped (set when moved to another feed)
+        self.last_ts = -1  # program ms of the latest message written on this connection
         self._dropping = False
         self._stream_id = 1
         self._stopping = False
@@ -425,10 +427,11 @@ class RtmpDestination:
         assert self._writer is not None and self._base_ts is not None
         if header:
             ts = 0
-        elif item.timestamp < self._base_ts:
+        elif item.timestamp < self._base_ts or item.timestamp < self._min_ts:
             return
         else:
             ts = item.timestamp - self._base_ts
+            self.last_ts = max(self.last_ts, item.timestamp)
         header_bytes = chunk.message_header(item.csid, item.type_id, ts, self._stream_id, len(item.body))
         if ts >= EXTENDED_TS and len(item.body) > CHUNK_SIZE:
             body = _rechunk_extended(item, ts)
@@ -443,6 +446,18 @@ class RtmpDestination:
 
     def begin(self, first_ts: int) -> None:
         self._base_ts = first_ts
+        self._min_ts, self.last_ts = 0, -1
+
+    @property
+    def live_on_connection(self) -> bool:
+        """Live, started, and its connection open: it can change feed without a reconnect."""
+        return self._live and self._base_ts is not None and self._writer is not None
+
+    def switched_program(self, program: Program, from_ts: int) -> None:
+        """Fed from ``program`` from now on; media before ``from_ts`` (program ms) is skipped, so the
+        stream stays monotonic across the move. A destination not live yet attaches there when it is."""
+        self._program = program
+        self._min_ts = from_ts
 
     @property
     def started(self) -> bool:

@@ -38,7 +38,7 @@ class OutputService:
         self._ctx = ctx
         self.classes, cap = policy.load()
         self.gate = ReconnectGate(cap)
-        self.fanouts: dict[str, EventFanout] = {}
+        self.fanouts: dict[tuple[str, str], EventFanout] = {}  # (event id, profile): program or rendition
         self.destinations: dict[str, RtmpDestination | SrtDestination] = {}
         self._poller: SrtPoller | None = None  # one thread for every SRT destination, started on first use
         self._specs: dict[str, OutputSpec] = {}
@@ -54,52 +54,88 @@ class OutputService:
             return {}
         return {o.id: o for o in spec.outputs if o.enabled}
 
-    def _unchanged(self, oid: str, new: OutputSpec) -> bool:
-        """Same output run: identical spec, or only the auto-disable recorded for one already disabled."""
+    def _unchanged(self, oid: str, new: OutputSpec, event: EventSpec | None = None) -> bool:
+        """Same output run: identical spec, only the auto-disable recorded for one already disabled, or
+        only the profile changed on an RTMP destination (it moves feed on its connection)."""
         old = self._specs[oid]
         if old == new:
             return True
         dest = self.destinations[oid]
+        if (
+            event is not None
+            and isinstance(dest, RtmpDestination)
+            and msgspec.structs.replace(new, profile=old.profile) == old
+        ):
+            self._specs[oid] = new
+            dest.spec = new
+            self._move(dest, event, old.profile, new.profile)
+            return True
         if dest.state is OutputState.DISABLED and msgspec.structs.replace(new, auto_disabled="") == old:
             self._specs[oid] = new
             dest.spec = new
             return True
         return False
 
+    def _fanout(self, event: EventSpec, profile: str) -> EventFanout:
+        """The event's feed for ``profile`` (started by ``on_change`` before any output uses it)."""
+        return self.fanouts[(event.id, profile)]
+
+    def _move(self, dest: RtmpDestination, event: EventSpec, old: str, new: str) -> None:
+        source, target = self.fanouts.get((event.id, old)), self._fanout(event, new)
+        log.info("output.profile_changed", extra={**dest.ctx, "old": old, "new": new})
+        if source is not None and dest.live_on_connection:
+            target.handover(dest, source)  # new sequence headers at its next keyframe, same connection
+        else:
+            if source is not None:
+                source.detach(dest)
+            dest.switched_program(target, 0)
+
     async def on_change(self, event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         wanted = self._wanted(new)
+        if new is not None:  # every feed the wanted outputs use exists before any output moves to it
+            for profile in {o.profile for o in wanted.values()}:
+                if (event_id, profile) not in self.fanouts:
+                    fanout = EventFanout(self._ctx.nc, new.tenant_id, event_id, profile)
+                    self.fanouts[(event_id, profile)] = fanout
+                    await fanout.start()
         running = {oid for oid, d in self.destinations.items() if d.event_id == event_id}
         for oid in running:
-            if oid not in wanted or not self._unchanged(oid, wanted[oid]):
+            if oid not in wanted or not self._unchanged(oid, wanted[oid], new):
                 await self._stop_output(oid, release=oid not in wanted)
         for oid in [o for o, ev in self._waiting.items() if ev == event_id and o not in wanted]:
             del self._waiting[oid]
             if self.leases is not None:
                 await self.leases.unwant(oid)
-        if not wanted:
-            fanout = self.fanouts.pop(event_id, None)
-            if fanout is not None:
-                await fanout.stop()
-            return
-        assert new is not None
-        fanout = self.fanouts.get(event_id)
-        if fanout is None:
-            fanout = EventFanout(self._ctx.nc, new.tenant_id, event_id)
-            self.fanouts[event_id] = fanout
-            await fanout.start()
-        for oid, ospec in wanted.items():
-            if oid not in self.destinations:
-                if self.leases is None or await self.leases.want(oid):
-                    self._waiting.pop(oid, None)
-                    self._start_output(new, ospec, fanout)
-                else:
-                    self._waiting[oid] = event_id  # another worker runs it; taken over if its lease lapses
+        if new is not None:
+            for oid, ospec in wanted.items():
+                if oid not in self.destinations:
+                    if self.leases is None or await self.leases.want(oid):
+                        self._waiting.pop(oid, None)
+                        self._start_output(new, ospec, self._fanout(new, ospec.profile))
+                    else:
+                        self._waiting[oid] = (
+                            event_id  # another worker runs it; taken over if its lease lapses
+                        )
+        await self._prune_fanouts()
+
+    async def _prune_fanouts(self) -> None:
+        """Stop feeds no output here uses, waits for, or is still moving away from."""
+        needed = {
+            (d.event_id, s.profile) for oid, d in self.destinations.items() if (s := self._specs.get(oid))
+        }
+        for oid, event_id in self._waiting.items():
+            event = self.desired.events.get(event_id) if self.desired else None
+            needed |= {(event_id, o.profile) for o in (event.outputs if event else ()) if o.id == oid}
+        for fanout in self.fanouts.values():
+            needed |= {(source.event_id, source.profile) for _, source in fanout.joining}
+        for key in [k for k in self.fanouts if k not in needed]:
+            await self.fanouts.pop(key).stop()
 
     async def on_lease_acquired(self, output_id: str) -> None:
         event_id = self._waiting.pop(output_id, None)
         event = self.desired.events.get(event_id) if self.desired and event_id else None
         spec = next((o for o in event.outputs if o.id == output_id), None) if event else None
-        fanout = self.fanouts.get(event.id) if event else None
+        fanout = self.fanouts.get((event.id, spec.profile)) if event and spec else None
         if event is None or spec is None or fanout is None or output_id in self.destinations:
             return
         log.info("output.taken_over", extra={"event_id": event.id, "output_id": output_id})
@@ -174,6 +210,9 @@ class OutputService:
             await self.leases.unwant(output_id)
 
     def _publish_status(self, status: OutputStatus) -> None:
+        spec = self._specs.get(status.output_id)
+        if spec is not None and spec.profile != status.profile:
+            status = msgspec.structs.replace(status, profile=spec.profile)
         subject = subjects.output_state(status.tenant_id, status.event_id, status.output_id)
         task = asyncio.ensure_future(self._ctx.nc.publish(subject, encode(status)))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -185,6 +224,7 @@ class OutputService:
             for dest in list(self.destinations.values()):
                 dest.tick(now)
                 self._publish_status(dest.status())
+            await self._prune_fanouts()
             await self._publish_worker_stats()
 
     def worker_stats(self) -> WorkerStats:
@@ -206,7 +246,7 @@ class OutputService:
             reconnecting=self.gate.active,
             reconnecting_max=self.gate.max_active,
             reconnect_waiting=self.gate.waiting,
-            program_frames=sum(f.frames_in for f in self.fanouts.values()),
+            program_frames=sum(f.frames_in for f in self.fanouts.values() if f.profile == "passthrough"),
         )
 
     async def _publish_worker_stats(self) -> None:
