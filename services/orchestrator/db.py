@@ -7,6 +7,8 @@ PostgreSQL store them the same way.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,6 +114,20 @@ def startup_lock(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _STARTUP_LOCK_KEY})
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switching a new database to WAL needs a moment alone with it and does not wait on the busy
+    timeout: several processes starting at once retry instead of failing with "database is locked"."""
+    for _ in range(200):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def create_engine(url: str) -> Engine:
     """An engine whose transactions are real transactions on SQLite too (BEGIN IMMEDIATE, DDL included)."""
     if not url.startswith("sqlite"):
@@ -125,7 +141,7 @@ def create_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
