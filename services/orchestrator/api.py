@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
+from services.output import policy as output_policy
 from services.transcode import profiles
 from shared import messages, netguard, urls
 from shared.config import Settings
@@ -152,6 +153,17 @@ class Api:
             ),
             Route(
                 "POST", ev + "/unlock", self.unlock_input, "Back to automatic failover", "tenant",
+                response=views.EventView, errors=(404, 503),
+            ),
+            Route(
+                "POST", ev + "/rollback", self.rollback_on,
+                "Rollback mode: every output to rollback-720p30, only outputs at or above min_priority on, "
+                "the program locked to the live input", "tenant",
+                body=validation.RollbackOn, response=views.EventView, errors=(404, 503),
+            ),
+            Route(
+                "DELETE", ev + "/rollback", self.rollback_off,
+                "End rollback mode: profiles, enabled outputs and the lock as they were", "tenant",
                 response=views.EventView, errors=(404, 503),
             ),
             Route(
@@ -301,6 +313,7 @@ class Api:
             outputs=[views.output_view(o, self.status.output(o.event_id, o.id)) for o in detail.outputs],
             failover=views.failover_view(failover_policy(detail.event.failover)),
             program=views.program_view(detail.event.locked_input, self.status.router(event_id)),
+            rollback=views.rollback_view(store.rollback_of(detail.event)),
         )
 
     # --- public ---
@@ -410,6 +423,34 @@ class Api:
         return json_response(
             views.SwitchRequested(event_id=event_id, input_id=body.input_id, message=reply.message), 202
         )
+
+    async def rollback_on(self, request: web.Request) -> web.Response:
+        body = validation.decode(await request.read(), validation.RollbackOn, allow_empty=True)
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        detail = await self._db(store.get_event, self.engine, tenant_id, event_id)
+        router = self.status.router(event_id)
+        live = router.live_input if router is not None else ""
+        live = live if any(i.id == live for i in detail.inputs) else ""  # not the slate
+        priorities = {name: p.priority for name, p in output_policy.CLASSES.items()}
+        await self._db(
+            store.set_rollback, self.engine, tenant_id, event_id, True, body.min_priority, live, priorities
+        )
+        extra = {
+            "tenant_id": tenant_id,
+            "event_id": event_id,
+            "min_priority": body.min_priority,
+            "lock": live,
+        }
+        log.info("event.rollback_on", extra=extra)
+        await self._publish(event_id)
+        return json_response(await self._event_view(tenant_id, event_id))
+
+    async def rollback_off(self, request: web.Request) -> web.Response:
+        tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        await self._db(store.set_rollback, self.engine, tenant_id, event_id, False)
+        log.info("event.rollback_off", extra={"tenant_id": tenant_id, "event_id": event_id})
+        await self._publish(event_id)
+        return json_response(await self._event_view(tenant_id, event_id))
 
     async def lock_input(self, request: web.Request) -> web.Response:
         body = validation.decode(await request.read(), validation.InputRef)

@@ -49,6 +49,8 @@ events = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("failover", sa.Text, nullable=False, server_default=""),  # FailoverPolicy JSON; "" = defaults
     sa.Column("locked_input", sa.String(64), nullable=False, server_default=""),  # "" = automatic
+    # rollback mode: what to restore when it is turned off (JSON; "" = off)
+    sa.Column("rollback", sa.Text, nullable=False, server_default=""),
 )
 
 inputs = sa.Table(

@@ -137,6 +137,7 @@ def _v5_output_credentials(conn: Connection) -> None:
 
 def _v6_profiles(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE outputs ADD COLUMN profile VARCHAR(48) NOT NULL DEFAULT 'passthrough'"))
+    conn.execute(sa.text("ALTER TABLE events ADD COLUMN rollback TEXT NOT NULL DEFAULT ''"))
     md = sa.MetaData()
     sa.Table("tenants", md, sa.Column("id", sa.String(64), primary_key=True))
     sa.Table(
@@ -156,7 +157,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "events: failover policy and input lock", _v3_failover),
     Migration(4, "inputs: SRT passphrase, key length and latency", _v4_srt_inputs),
     Migration(5, "outputs: vault credential reference and key hint", _v5_output_credentials),
-    Migration(6, "outputs: encoding profile; tenants' own profiles", _v6_profiles),
+    Migration(6, "outputs: encoding profile; tenants' own profiles; events: rollback mode", _v6_profiles),
 )
 
 

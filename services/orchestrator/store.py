@@ -49,6 +49,7 @@ class Event:
     updated_at: float
     failover: str = ""  # FailoverPolicy as JSON; "" means the defaults
     locked_input: str = ""
+    rollback: str = ""  # Rollback as JSON while rollback mode is on: what to restore; "" = off
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,64 @@ def create_profile(engine: Engine, tenant_id: str, profile: ProfileSpec) -> Prof
             )
         )
     return profile
+
+
+class SavedOutput(msgspec.Struct, frozen=True):
+    profile: str
+    enabled: bool
+
+
+class Rollback(msgspec.Struct, frozen=True):
+    """Rollback mode of an event: on while stored; everything it changed, to put back when turned off."""
+
+    min_priority: int  # outputs whose class priority (1 first) is at most this stay on
+    locked_input: str  # the lock before rollback ("" = automatic)
+    outputs: dict[str, SavedOutput]
+
+
+def rollback_of(event: Event) -> Rollback | None:
+    return msgspec.json.decode(event.rollback, type=Rollback) if event.rollback else None
+
+
+def set_rollback(
+    engine: Engine,
+    tenant_id: str,
+    event_id: str,
+    on: bool,
+    min_priority: int = 0,
+    live_input: str = "",
+    priorities: dict[str, int] | None = None,
+) -> Event:
+    """Turn rollback mode on (every output to the rollback profile, outputs below ``min_priority`` off,
+    the program locked to ``live_input`` when given) or off (what it changed put back). Idempotent."""
+    with engine.begin() as conn:
+        event = _locked_event(conn, tenant_id, event_id)
+        current = rollback_of(event)
+        rows = [
+            _output(r) for r in conn.execute(sa.select(db.outputs).where(db.outputs.c.event_id == event_id))
+        ]
+        if on:
+            if current is not None:
+                return event
+            saved = {o.id: SavedOutput(o.profile, o.enabled) for o in rows}
+            for o in rows:
+                keep = (priorities or {}).get(o.dest_class, 99) <= min_priority
+                conn.execute(
+                    db.outputs.update()
+                    .where(db.outputs.c.id == o.id)
+                    .values(profile=profiles.ROLLBACK, enabled=o.enabled and keep)
+                )
+            state = Rollback(min_priority, event.locked_input, saved)
+            lock = live_input or event.locked_input
+            return _touch(conn, event, rollback=msgspec.json.encode(state).decode(), locked_input=lock)
+        if current is None:
+            return event
+        for o in rows:
+            before = current.outputs.get(o.id)
+            if before is not None:
+                values = {"profile": before.profile, "enabled": before.enabled}
+                conn.execute(db.outputs.update().where(db.outputs.c.id == o.id).values(**values))
+        return _touch(conn, event, rollback="", locked_input=current.locked_input)
 
 
 def set_output_profile(engine: Engine, tenant_id: str, output_id: str, profile: str) -> Output:

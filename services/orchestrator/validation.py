@@ -106,6 +106,15 @@ class InputRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     input_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="An input of this event")]
 
 
+class RollbackOn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_priority: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=3, description="Outputs whose class priority (A=1, B=2, C=3) is at most this stay on"
+        ),
+    ] = 3
+
+
 class InputCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     role: InputRole
     protocol: InputProtocol = "rtmp"

@@ -204,11 +204,17 @@ class SwitchRequested(msgspec.Struct, frozen=True, kw_only=True):
     message: str
 
 
+class RollbackView(msgspec.Struct, frozen=True, kw_only=True):
+    min_priority: int  # outputs whose class priority is at most this stayed on
+    restores_lock: str | None  # the input lock put back when rollback ends (None: automatic)
+
+
 class EventView(EventSummary, frozen=True, kw_only=True):
     inputs: list[InputView]
     outputs: list[OutputView]
     failover: FailoverView = msgspec.field(default_factory=FailoverView)
     program: ProgramView = msgspec.field(default_factory=ProgramView)
+    rollback: RollbackView | None = None  # set while rollback mode is on
 
 
 def failover_view(policy: FailoverPolicy) -> FailoverView:
@@ -466,3 +472,9 @@ class ProfileList(msgspec.Struct, frozen=True):
 
 def profile_view(p: ProfileSpec, builtin: bool) -> ProfileView:
     return ProfileView(**msgspec.structs.asdict(p), builtin=builtin)
+
+
+def rollback_view(state: store.Rollback | None) -> RollbackView | None:
+    if state is None:
+        return None
+    return RollbackView(min_priority=state.min_priority, restores_lock=state.locked_input or None)

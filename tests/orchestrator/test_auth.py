@@ -29,6 +29,8 @@ ID_ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/events/{event_id}/switch", {"input_id": "{input_id}"}),
     ("POST", "/v1/events/{event_id}/lock", {"input_id": "{input_id}"}),
     ("POST", "/v1/events/{event_id}/unlock", None),
+    ("POST", "/v1/events/{event_id}/rollback", {"min_priority": 2}),
+    ("DELETE", "/v1/events/{event_id}/rollback", None),
     ("DELETE", "/v1/events/{event_id}", None),
     ("POST", "/v1/events/{event_id}/start", None),
     ("POST", "/v1/events/{event_id}/stop", None),

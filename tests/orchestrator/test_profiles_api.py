@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared.messages import RouterStatus
 from tests.orchestrator.conftest import Api
 from tests.orchestrator.test_desired import spec_of
 
@@ -88,3 +89,57 @@ async def test_unknown_profile_is_a_422(api: Api) -> None:
     out = await api.ok("POST", f"/v1/events/{ev}/outputs", {"name": "a", "url": URL})
     reply = await api.call("PATCH", f"/v1/outputs/{out['id']}", {"profile": "nope"})
     assert reply.status == 422 and reply.body["error"]["field"] == "profile"
+
+
+async def test_rollback_mode_on_and_off(api: Api) -> None:
+    ev = await new_event(api)
+    inp = await api.ok("POST", f"/v1/events/{ev}/inputs", {"role": "primary", "protocol": "rtmp"})
+    a = await api.ok("POST", f"/v1/events/{ev}/outputs", {"name": "a", "url": URL, "class": "A"})
+    b = await api.ok(
+        "POST",
+        f"/v1/events/{ev}/outputs",
+        {"name": "b", "url": URL, "class": "B", "profile": "social-720p30"},
+    )
+    c = await api.ok("POST", f"/v1/events/{ev}/outputs", {"name": "c", "url": URL, "class": "C"})
+    api.orchestrator.status.update_router(RouterStatus(tenant_id="", event_id=ev, live_input=inp["id"]))
+    view = await api.ok("POST", f"/v1/events/{ev}/rollback", {"min_priority": 2})
+    assert view["rollback"] == {"min_priority": 2, "restores_lock": None}
+    assert view["program"]["locked_input"] == inp["id"]
+    outs = {o["id"]: o for o in view["outputs"]}
+    assert {o["profile"] for o in outs.values()} == {"rollback-720p30"}
+    assert [outs[o["id"]]["enabled"] for o in (a, b, c)] == [True, True, False]
+    spec = await spec_of(api, ev)
+    assert spec is not None and spec.locked_input == inp["id"]
+    assert [p.name for p in spec.profiles] == ["rollback-720p30"]
+    assert {(o.profile, o.enabled) for o in spec.outputs} == {
+        ("rollback-720p30", True),
+        ("rollback-720p30", False),
+    }
+    again = await api.ok("POST", f"/v1/events/{ev}/rollback", {"min_priority": 1})
+    assert again["rollback"]["min_priority"] == 2, "already on: nothing changes"
+    view = await api.ok("DELETE", f"/v1/events/{ev}/rollback")
+    assert view["rollback"] is None and view["program"]["locked_input"] is None
+    outs = {o["id"]: o for o in view["outputs"]}
+    assert [(outs[o["id"]]["profile"], outs[o["id"]]["enabled"]) for o in (a, b, c)] == [
+        ("passthrough", True),
+        ("social-720p30", True),
+        ("passthrough", True),
+    ]
+    spec = await spec_of(api, ev)
+    assert (
+        spec is not None and spec.locked_input == "" and [p.name for p in spec.profiles] == ["social-720p30"]
+    )
+
+
+async def test_rollback_keeps_a_lock_and_restores_it(api: Api) -> None:
+    ev = await new_event(api)
+    inp = await api.ok("POST", f"/v1/events/{ev}/inputs", {"role": "primary", "protocol": "rtmp"})
+    await api.ok("POST", f"/v1/events/{ev}/outputs", {"name": "a", "url": URL, "class": "C"})
+    await api.ok("POST", f"/v1/events/{ev}/lock", {"input_id": inp["id"]})
+    view = await api.ok("POST", f"/v1/events/{ev}/rollback")  # no body: every class stays on
+    assert view["rollback"] == {"min_priority": 3, "restores_lock": inp["id"]}
+    assert view["outputs"][0]["enabled"] is True
+    view = await api.ok("DELETE", f"/v1/events/{ev}/rollback")
+    assert view["program"]["locked_input"] == inp["id"]
+    bad = await api.call("POST", f"/v1/events/{ev}/rollback", {"min_priority": 7})
+    assert bad.status == 422 and bad.body["error"]["field"] == "min_priority"
