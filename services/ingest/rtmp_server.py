@@ -12,14 +12,13 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import Counter
 
 import msgspec
 from nats.aio.client import Client
 
 from shared import subjects
 from shared.flv import FlvDemuxer, UnsupportedCodec
-from shared.messages import InputHealth, MediaPacket, SessionEvent, WorkerStats, encode, encode_packet
+from shared.messages import InputHealth, MediaPacket, SessionEvent, encode_packet
 from shared.rtmp import chunk
 from shared.rtmp.errors import ProtocolError
 from shared.rtmp.server_session import (
@@ -31,6 +30,7 @@ from shared.rtmp.server_session import (
 )
 
 from .keys import KeyDirectory, Route, stream_key_from_name
+from .reporter import IngestReporter
 from .stats import InputStats
 
 log = logging.getLogger(__name__)
@@ -234,14 +234,12 @@ def _with_seq(packet: MediaPacket, seq: int) -> MediaPacket:
     return msgspec.structs.replace(packet, seq=seq)
 
 
-class RtmpIngest:
+class RtmpIngest(IngestReporter):
     def __init__(self, nc: Client, keys: KeyDirectory, worker: str = "ingest") -> None:
-        self.nc = nc
-        self.worker = worker
+        super().__init__(nc, worker)
         self.keys = keys
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
-        self.counters: Counter[str] = Counter()
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -289,33 +287,7 @@ class RtmpIngest:
             for conn in list(self.publishers.values()):
                 if conn.publish is not None:
                     await self.emit_health(conn.publish.health(True, now))
-            await self.emit_stats()
-
-    async def emit_stats(self) -> None:
-        stats = WorkerStats(
-            service="ingest",
-            worker=self.worker,
-            destinations=len(self.publishers),
-            counters=dict(self.counters),
-            ts=time.time(),
-        )
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subjects.worker_stats("ingest", self.worker), encode(stats))
-
-    async def emit_health(self, health: InputHealth) -> None:
-        with contextlib.suppress(Exception):
-            await self.nc.publish(
-                subjects.input_health(health.tenant_id, health.event_id, health.input_id), encode(health)
-            )
-
-    async def emit_session(self, event: SessionEvent) -> None:
-        subject = (
-            subjects.ingest_session(event.tenant_id, event.event_id)
-            if event.event_id
-            else subjects.INGEST_REFUSED
-        )
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subject, encode(event))
+            await self.emit_stats(len(self.publishers))
 
     async def close(self) -> None:
         for server in self._servers:

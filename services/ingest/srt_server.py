@@ -24,7 +24,7 @@ import msgspec
 from nats.aio.client import Client
 
 from shared import subjects
-from shared.messages import InputHealth, MediaPacket, SessionEvent, WorkerStats, encode, encode_packet
+from shared.messages import InputHealth, MediaPacket, SessionEvent, encode_packet
 from shared.mpegts.demux import TsDemuxer
 from shared.srt import liblog
 from shared.srt.poller import Inbox, SrtPoller
@@ -32,6 +32,7 @@ from shared.srt.socket import HookAnswer, Options, SrtError, SrtSocket
 from shared.srt.stats import LinkJudge, TransportCounters
 
 from .keys import KeyDirectory, Route
+from .reporter import IngestReporter
 from .srt_access import Throttle, admit
 from .stats import InputStats
 
@@ -179,14 +180,12 @@ class SrtPublishSession:
         self.inbox.close("closed by ingest")
 
 
-class SrtIngest:
+class SrtIngest(IngestReporter):
     def __init__(self, nc: Client, keys: KeyDirectory, worker: str = "ingest") -> None:
-        self.nc = nc
+        super().__init__(nc, f"{worker}-srt")
         self.keys = keys
-        self.worker = f"{worker}-srt"
         self.sessions: set[SrtPublishSession] = set()
         self.publishers: dict[str, SrtPublishSession] = {}
-        self.counters: Counter[str] = Counter()
         self._pending: dict[int, _Pending] = {}  # handshakes the hook accepted, by new socket id
         self._lock = threading.Lock()  # _pending and _throttle are used on libsrt's threads
         self._throttle = Throttle()
@@ -347,30 +346,7 @@ class SrtIngest:
                 continue
             session.report_damage()
             await self.emit_health(session.sample(now))
-        stats = WorkerStats(
-            service="ingest",
-            worker=self.worker,
-            destinations=len(self.publishers),
-            counters=dict(self.counters),
-            ts=time.time(),
-        )
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subjects.worker_stats("ingest", self.worker), encode(stats))
-
-    async def emit_health(self, health: InputHealth) -> None:
-        with contextlib.suppress(Exception):
-            await self.nc.publish(
-                subjects.input_health(health.tenant_id, health.event_id, health.input_id), encode(health)
-            )
-
-    async def emit_session(self, event: SessionEvent) -> None:
-        subject = (
-            subjects.ingest_session(event.tenant_id, event.event_id)
-            if event.event_id
-            else subjects.INGEST_REFUSED
-        )
-        with contextlib.suppress(Exception):
-            await self.nc.publish(subject, encode(event))
+        await self.emit_stats(len(self.publishers))
 
     async def close(self) -> None:
         liblog.remove(self._on_libsrt_rejection)
