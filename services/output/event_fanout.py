@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -20,6 +19,7 @@ from shared import subjects
 from shared.messages import decode_packet
 from shared.rtmp import chunk
 
+from .meter import ProgramMeter
 from .policy import ProgramFacts
 from .prepared import Prepared, Preparer
 from .rtmp_destination import RtmpDestination
@@ -29,37 +29,6 @@ log = logging.getLogger(__name__)
 
 GOP_CACHE_MAX_BYTES = 32 * 1024 * 1024
 LATENCY_SAMPLES_MAX = 10_000
-BITRATE_WINDOW_MS = 5_000
-GOPS_REMEMBERED = 3
-
-
-class ProgramMeter:
-    """Bitrate over the last few seconds of media time, and the longest of the last few GOPs."""
-
-    def __init__(self) -> None:
-        self._sizes: deque[tuple[int, int]] = deque()  # (program ms, bytes)
-        self._bytes = 0
-        self._last_keyframe_ms: int | None = None
-        self._gops: deque[int] = deque(maxlen=GOPS_REMEMBERED)
-
-    def add(self, item: Prepared) -> None:
-        ts = item.timestamp
-        self._sizes.append((ts, len(item.body)))
-        self._bytes += len(item.body)
-        while self._sizes and (ts - self._sizes[0][0] > BITRATE_WINDOW_MS or ts < self._sizes[0][0]):
-            self._bytes -= self._sizes.popleft()[1]
-        if item.keyframe:
-            if self._last_keyframe_ms is not None and ts > self._last_keyframe_ms:
-                self._gops.append(ts - self._last_keyframe_ms)
-            self._last_keyframe_ms = ts
-
-    def facts(self) -> ProgramFacts:
-        bitrate = 0
-        if len(self._sizes) > 1:
-            span_ms = self._sizes[-1][0] - self._sizes[0][0]
-            if span_ms >= 1000:
-                bitrate = self._bytes * 8 * 1000 // span_ms
-        return ProgramFacts(bitrate_bps=bitrate, keyframe_interval_s=max(self._gops, default=0) / 1000)
 
 
 class EventFanout:
@@ -129,13 +98,17 @@ class EventFanout:
     def handover(self, dest: RtmpDestination, source: EventFanout) -> None:
         """Move a live destination from ``source`` to this feed without reconnecting: it stays on
         ``source`` until this feed has a keyframe later than anything it sent, then switches there with
-        this feed's sequence headers (RTMP allows new ones mid-stream)."""
+        this feed's sequence headers (RTMP allows new ones mid-stream). When this feed lags (a rendition
+        is behind the program by its encode time) the destination leaves ``source`` at this feed's first
+        keyframe and joins at the next: the stream pauses for under a GOP, its timestamps stay monotonic."""
         self.joining = [(d, f) for d, f in self.joining if d is not dest] + [(dest, source)]
 
     def _join(self, item: Prepared) -> None:
         waiting = []
         for dest, source in self.joining:
             if item.timestamp <= dest.last_ts or not dest.live_on_connection:
+                if dest.live_on_connection:
+                    source.detach(dest)  # this feed lags what it sent: stop there, join at the next keyframe
                 waiting.append((dest, source))
                 continue
             source.detach(dest)

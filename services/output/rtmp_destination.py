@@ -38,6 +38,7 @@ from . import policy as policies
 from . import secure_connect
 from . import state as sm
 from .liveness import Liveness
+from .meter import ProgramMeter
 from .policy import DestinationPolicy, ProgramFacts
 from .prepared import CHUNK_SIZE, Prepared
 from .reconnect_gate import ReconnectGate
@@ -111,6 +112,7 @@ class RtmpDestination:
         self._live = False
         self._base_ts: int | None = None
         self._min_ts = 0  # program ms: media before it is skipped (set when moved to another feed)
+        self.sent = ProgramMeter()  # bitrate and keyframe interval of what this destination wrote
         self.last_ts = -1  # program ms of the latest message written on this connection
         self._dropping = False
         self._stream_id = 1
@@ -350,6 +352,7 @@ class RtmpDestination:
         m = self.machine
         writer = self._writer
         queued = writer.transport.get_write_buffer_size() if writer is not None and self._live else 0
+        sent = self.sent.facts() if self._live else ProgramFacts()
         return OutputStatus(
             tenant_id=self.tenant_id,
             event_id=self.event_id,
@@ -374,6 +377,9 @@ class RtmpDestination:
             queued_bytes=queued,
             drop_events=self.drop_events,
             generation=self.spec.generation,
+            profile=self.spec.profile,
+            sent_bitrate_bps=sent.bitrate_bps,
+            sent_keyframe_interval_s=sent.keyframe_interval_s,
         )
 
     def _scrub(self, text: str) -> str:
@@ -432,6 +438,7 @@ class RtmpDestination:
         else:
             ts = item.timestamp - self._base_ts
             self.last_ts = max(self.last_ts, item.timestamp)
+            self.sent.add(item)
         header_bytes = chunk.message_header(item.csid, item.type_id, ts, self._stream_id, len(item.body))
         if ts >= EXTENDED_TS and len(item.body) > CHUNK_SIZE:
             body = _rechunk_extended(item, ts)
@@ -447,6 +454,7 @@ class RtmpDestination:
     def begin(self, first_ts: int) -> None:
         self._base_ts = first_ts
         self._min_ts, self.last_ts = 0, -1
+        self.sent = ProgramMeter()
 
     @property
     def live_on_connection(self) -> bool:

@@ -108,6 +108,15 @@ def test_profiles_encode_once_and_change_live(
 
             wait_until(one_encoder, 20, "one encoder for the two outputs on test-360p")
             dest.wait_publishing("enc2", 20)
+
+            def metered() -> bool:  # what the destination measured of what it wrote
+                seen = stack.output_of(ev["id"], coded[0]["id"])
+                return (
+                    seen["sent_keyframe_interval_s"] == 2.0 and 700_000 < seen["sent_bitrate_bps"] < 1_500_000
+                )
+
+            wait_until(metered, 20, "enc1's sent bitrate and keyframe interval in its status")
+            assert stack.output_of(ev["id"], plain["id"])["sent_keyframe_interval_s"] == 2.0
             wait_until(
                 lambda: stack.output_of(ev["id"], coded[1]["id"])["bytes_sent"] > 500_000, 30, "enc2 sent"
             )
@@ -139,3 +148,62 @@ def test_profiles_encode_once_and_change_live(
     rate = bitrate_kbps(enc1, start, 10.0)
     assert abs(rate - PROFILE["video_bitrate_kbps"]) <= 0.15 * PROFILE["video_bitrate_kbps"], rate  # type: ignore[operator]
     assert frame_sizes(recs["enc2"]) == [(640, 360), (1280, 720)], "the profile change is in the recording"
+
+
+def test_rollback_on_and_off_while_live(
+    stack: Stack, destination: Callable[..., NginxRtmp], tmp_path: Path
+) -> None:
+    """Rollback moves the class A and B outputs to rollback-720p30 on their connections and stops class C;
+    turning it off puts back passthrough and restarts C. The input is 640x360 to keep the machine real time."""
+    dest = destination()
+    ev = stack.create_event("rollback")
+    inp = stack.add_input(ev["id"])
+    outs = {c: stack.add_output(ev["id"], dest.url("live", f"rb{c}"), f"rb{c}", c) for c in "ABC"}
+    stack.ok("POST", f"/v1/events/{ev['id']}/start")
+    for out in outs.values():
+        stack.wait_output_state(ev["id"], out["id"], "live")
+    pub = ffmpeg.publish(
+        inp["publish_url"], duration=30, size="640x360", bitrate="800k", log_path=tmp_path / "pub.log"
+    )
+    try:
+        stack.wait_input_connected(ev["id"], inp["id"])
+        dest.wait_publishing("rbA", 20, min_bytes=200_000)
+        view = stack.ok("POST", f"/v1/events/{ev['id']}/rollback", {"min_priority": 2})
+        assert view["program"]["locked_input"] == inp["id"], "locked to the live input"
+        stack.wait_output_state(ev["id"], outs["C"]["id"], "stopped")
+
+        def on_rollback(c: str) -> bool:
+            seen = stack.output_of(ev["id"], outs[c]["id"])
+            return seen["profile"] == "rollback-720p30" and seen["state"] == "live"
+
+        wait_until(lambda: on_rollback("A") and on_rollback("B"), 20, "A and B live on rollback-720p30")
+        wait_until(lambda: dest.is_publishing("rbA") and not dest.is_publishing("rbC"), 20, "C stopped")
+        wait_until(
+            lambda: stack.output_of(ev["id"], outs["A"]["id"])["sent_bitrate_bps"] > 2_000_000,
+            20,
+            "rollback rate",
+        )
+        view = stack.ok("DELETE", f"/v1/events/{ev['id']}/rollback")
+        assert view["program"]["locked_input"] is None and view["rollback"] is None
+        stack.wait_output_state(ev["id"], outs["C"]["id"], "live")
+        wait_until(lambda: dest.is_publishing("rbC"), 20, "C back")
+        wait_until(
+            lambda: stack.output_of(ev["id"], outs["A"]["id"])["sent_bitrate_bps"] < 1_500_000,
+            20,
+            "back to passthrough",
+        )
+        ffmpeg.wait_exit(pub, 60)
+    finally:
+        ffmpeg.stop(pub)
+    for c in "AB":
+        assert stack.output_of(ev["id"], outs[c]["id"])["connects"] == 1, "moved on the same connection"
+    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
+    for c in "AB":
+        rec = dest.wait_recording_closed(f"rb{c}", 20)
+        judge.assert_valid_recording(rec, min_duration=20)
+        assert frame_sizes(rec) == [(640, 360), (1280, 720), (640, 360)], "passthrough, rollback, passthrough"
+    recs = dest.recordings("rbC")
+    assert len(recs) == 2, recs  # stopped during rollback, a new stream after it
+    for rec in recs:
+        judge.assert_valid_recording(rec)
+        assert frame_sizes(rec) == [(640, 360)]
