@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import av
 import av.audio.resampler
@@ -114,7 +115,7 @@ class EventTranscoder:
 
     def _feed_video(self, packet: MediaPacket) -> list[tuple[str, MediaPacket]]:
         if packet.keyframe and packet.config and packet.config != self._vdec_config:
-            self._vdec = av.CodecContext.create("h264", "r")  # type: ignore[assignment]
+            self._vdec = av.CodecContext.create("h264", "r")
             assert self._vdec is not None
             self._vdec.extradata = packet.config
             self._vdec_config = packet.config
@@ -174,7 +175,7 @@ class EventTranscoder:
         ctx.open()
         return ctx
 
-    def _video_packet(self, name: str, enc: _Video, pkt: av.Packet) -> list[tuple[str, MediaPacket]]:
+    def _video_packet(self, name: str, enc: _Video, pkt: av.Packet[Any]) -> list[tuple[str, MediaPacket]]:
         if pkt.pts is None or pkt.dts is None:
             return []
         data, config = _annexb_to_canonical(bytes(pkt))
@@ -203,7 +204,7 @@ class EventTranscoder:
 
     def _feed_audio(self, packet: MediaPacket) -> list[tuple[str, MediaPacket]]:
         if packet.config and packet.config != self._adec_config:
-            self._adec = av.CodecContext.create("aac", "r")  # type: ignore[assignment]
+            self._adec = av.CodecContext.create("aac", "r")
             assert self._adec is not None
             self._adec.extradata = packet.config
             self._adec_config = packet.config
@@ -256,7 +257,7 @@ class EventTranscoder:
         )
         return _Audio(p, ctx, resampler)
 
-    def _audio_packet(self, name: str, enc: _Audio, pkt: av.Packet) -> list[tuple[str, MediaPacket]]:
+    def _audio_packet(self, name: str, enc: _Audio, pkt: av.Packet[Any]) -> list[tuple[str, MediaPacket]]:
         if pkt.pts is None or enc.base is None or pkt.pts < 0:
             return []  # the encoder's priming frame before sample 0
         ts = enc.base + int(pkt.pts) * TIMEBASE // enc.profile.sample_rate
