@@ -207,3 +207,50 @@ def test_rollback_on_and_off_while_live(
     for rec in recs:
         judge.assert_valid_recording(rec)
         assert frame_sizes(rec) == [(640, 360)]
+
+
+def test_a_failover_during_transcoding_keeps_one_encoded_recording(
+    stack: Stack, destination: Callable[..., NginxRtmp], tmp_path: Path
+) -> None:
+    dest = destination()
+    stack.ok(
+        "POST",
+        "/v1/profiles",
+        {**PROFILE, "name": "test-180p", "width": 320, "height": 180, "video_bitrate_kbps": 300},
+    )
+    ev = stack.create_event("transcode failover")
+    primary, backup = stack.add_input(ev["id"]), stack.add_input(ev["id"], "backup")
+    out = stack.ok(
+        "POST",
+        f"/v1/events/{ev['id']}/outputs",
+        {"name": "enc", "url": dest.url("live", "fo"), "profile": "test-180p"},
+    )
+    stack.ok("POST", f"/v1/events/{ev['id']}/start")
+    stack.wait_output_state(ev["id"], out["id"], "live")
+    pubs = [
+        ffmpeg.publish(i["publish_url"], duration=40, size="320x240", bitrate="300k", pattern=p, log_path=tmp_path / f"{p}.log")
+        for i, p in ((primary, "testsrc2"), (backup, "smptebars"))
+    ]  # fmt: skip
+    try:
+        stack.wait_input_connected(ev["id"], primary["id"])
+        stack.wait_input_connected(ev["id"], backup["id"])
+        dest.wait_publishing("fo", 20, min_bytes=100_000)
+        wait_until(
+            lambda: stack.event(ev["id"])["program"]["live_input"] == primary["id"], 20, "primary on air"
+        )
+        ffmpeg.kill(pubs[0])
+        wait_until(lambda: stack.event(ev["id"])["program"]["live_input"] == backup["id"], 20, "failover")
+        sent = stack.output_of(ev["id"], out["id"])["bytes_sent"]
+        wait_until(
+            lambda: stack.output_of(ev["id"], out["id"])["bytes_sent"] > sent + 300_000, 30, "encoded backup"
+        )
+    finally:
+        for pub in pubs:
+            ffmpeg.stop(pub)
+    seen = stack.output_of(ev["id"], out["id"])
+    assert seen["connects"] == 1 and seen["profile"] == "test-180p", seen
+    stack.ok("POST", f"/v1/events/{ev['id']}/stop")
+    rec = dest.wait_recording_closed("fo", 20)
+    assert len(dest.recordings("fo")) == 1, "one file through the failover"
+    judge.assert_valid_recording(rec, min_duration=8)
+    assert frame_sizes(rec) == [(320, 180)]
