@@ -28,7 +28,7 @@ from tests.peers.procs import async_wait_until
 pytestmark = pytest.mark.timeout(90)
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = ("orchestrator", "vault", "output", "ingest", "router")
+USERS = ("orchestrator", "vault", "output", "ingest", "router", "transcode")
 
 
 @dataclass
