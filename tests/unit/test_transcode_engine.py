@@ -10,9 +10,10 @@ import av
 import msgspec
 import pytest
 
-from services.transcode import engine
+from services.transcode import engine, profiles
 from services.transcode.profiles import Profile
-from shared.messages import MediaPacket
+from services.transcode.service import needed_profiles
+from shared.messages import EventSpec, MediaPacket, OutputSpec
 
 TB = Fraction(1, 90_000)
 SMALL = Profile(
@@ -140,3 +141,34 @@ def test_a_switch_in_the_program_keeps_the_rendition_going() -> None:
         : sum(p.keyframe for p in video)
     ]
     assert decoded_sizes(video) == {(320, 180)}
+
+
+def _event(state: str, outputs: list[tuple[str, bool]]) -> EventSpec:
+    used = tuple(profiles.BUILTIN[p] for p in sorted({p for p, _ in outputs}) if p != profiles.PASSTHROUGH)
+    return EventSpec(
+        tenant_id="tn",
+        id="ev",
+        name="e",
+        state=state,  # type: ignore[arg-type]
+        outputs=tuple(
+            OutputSpec(id=f"o{i}", name="o", url="rtmp://h/a/k", enabled=on, profile=p)
+            for i, (p, on) in enumerate(outputs)
+        ),
+        profiles=used,
+    )
+
+
+NEEDED = [
+    ("live", [("passthrough", True)], []),
+    ("live", [("social-720p30", True), ("social-720p30", True)], ["social-720p30"]),
+    ("live", [("social-720p30", False), ("rollback-720p30", True)], ["rollback-720p30"]),
+    ("idle", [("social-720p30", True)], []),
+    ("stopped", [("social-720p30", True)], []),
+]
+
+
+@pytest.mark.parametrize(("state", "outputs", "expected"), NEEDED)
+def test_encodes_only_what_an_enabled_output_of_a_live_event_needs(
+    state: str, outputs: list[tuple[str, bool]], expected: list[str]
+) -> None:
+    assert [p.name for p in needed_profiles(_event(state, outputs))] == expected
