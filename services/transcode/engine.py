@@ -46,6 +46,7 @@ class _Video:
     ctx: av.video.codeccontext.VideoCodecContext
     config: bytes = b""
     next_slot: int | None = None  # program PTS of the next frame on the profile's grid
+    next_key: int | None = None  # program PTS from which the next frame is forced to be a keyframe
     frames: int = 0
     keyframes: int = 0
 
@@ -154,8 +155,16 @@ class EventTranscoder:
             if picture is None:
                 picture = frame.reformat(width=p.width, height=p.height, format="yuv420p")
                 picture.pts, picture.time_base = frame.pts, _TB
-                picture.pict_type = av.video.frame.PictureType.NONE
                 scaled[(p.width, p.height)] = picture
+            # keyframes by program time, on a grid anchored at the first: every interval exactly, whatever
+            # the source's frame rate or a dropped frame (keyint in frames is only the ceiling)
+            interval = round(p.keyframe_interval_s * TIMEBASE)
+            key = enc.next_key is None or frame.pts >= enc.next_key - step // 2
+            if key:
+                enc.next_key = (enc.next_key or frame.pts) + interval
+                while enc.next_key <= frame.pts + step // 2:
+                    enc.next_key += interval
+            picture.pict_type = av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
             for pkt in enc.ctx.encode(picture):
                 out += self._video_packet(name, enc, pkt)
         return out
@@ -171,6 +180,7 @@ class EventTranscoder:
             "preset": p.preset,
             "profile": p.h264_profile,
             "x264-params": profiles.x264_params(p) + ":repeat-headers=1:aud=0",
+            "forced-idr": "1",
         }
         ctx.open()
         return ctx

@@ -172,3 +172,29 @@ def test_encodes_only_what_an_enabled_output_of_a_live_event_needs(
     state: str, outputs: list[tuple[str, bool]], expected: list[str]
 ) -> None:
     assert [p.name for p in needed_profiles(_event(state, outputs))] == expected
+
+
+def test_keyframes_follow_program_time_from_a_25_fps_source() -> None:
+    """keyint counts frames; at 25 fps 60 frames would be 2.4 s. Keyframes are forced by program time."""
+    two_s = msgspec.structs.replace(SMALL, keyframe_interval_s=2.0)
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 320, 240, "yuv420p"
+    ctx.time_base, ctx.framerate = TB, Fraction(25, 1)
+    ctx.options = {"preset": "ultrafast", "x264-params": "keyint=50:repeat-headers=1:bframes=0"}
+    ctx.open()
+    packets: list[MediaPacket] = []
+    config = b""
+    for i in range(175):  # 7 s
+        frame = av.VideoFrame(320, 240, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(((x * 3 + i * 11) & 0xFF) for x in range(plane.buffer_size)))
+        frame.pts, frame.time_base = i * 3600, TB
+        for pkt in ctx.encode(frame):
+            data, found = engine._annexb_to_canonical(bytes(pkt))
+            config = found or config
+            key = bool(pkt.is_keyframe)
+            packets.append(
+                MediaPacket("video", "h264", int(pkt.dts), int(pkt.pts), key, data, config if key else b"")
+            )
+    out = run(engine.EventTranscoder((two_s,)), packets)
+    assert [p.pts for _, p in out if p.keyframe] == [0, 180_000, 360_000, 540_000]
