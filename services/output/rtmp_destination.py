@@ -38,7 +38,7 @@ from . import policy as policies
 from . import secure_connect
 from . import state as sm
 from .liveness import Liveness
-from .meter import ProgramMeter
+from .meter import SentMeter
 from .policy import DestinationPolicy, ProgramFacts
 from .prepared import CHUNK_SIZE, Prepared
 from .reconnect_gate import ReconnectGate
@@ -112,7 +112,7 @@ class RtmpDestination:
         self._live = False
         self._base_ts: int | None = None
         self._min_ts = 0  # program ms: media before it is skipped (set when moved to another feed)
-        self.sent = ProgramMeter()  # bitrate and keyframe interval of what this destination wrote
+        self.sent = SentMeter()  # bitrate and keyframe interval of what this destination wrote
         self.last_ts = -1  # program ms of the latest message written on this connection
         self._dropping = False
         self._stream_id = 1
@@ -352,6 +352,8 @@ class RtmpDestination:
         m = self.machine
         writer = self._writer
         queued = writer.transport.get_write_buffer_size() if writer is not None and self._live else 0
+        if self._live:
+            self.sent.sample(time.monotonic(), self._conn_bytes)
         sent = self.sent.facts() if self._live else ProgramFacts()
         return OutputStatus(
             tenant_id=self.tenant_id,
@@ -437,15 +439,17 @@ class RtmpDestination:
             return
         else:
             ts = item.timestamp - self._base_ts
-            self.last_ts = max(self.last_ts, item.timestamp)
-            self.sent.add(item)
+            if item.timestamp > self.last_ts:
+                self.last_ts = item.timestamp
+            if item.keyframe:
+                self.sent.keyframe(item.timestamp)
         header_bytes = chunk.message_header(item.csid, item.type_id, ts, self._stream_id, len(item.body))
         if ts >= EXTENDED_TS and len(item.body) > CHUNK_SIZE:
             body = _rechunk_extended(item, ts)
         else:
             body = item.chunked
         data = header_bytes + body
-        self._writer.write(data)
+        self._writer.transport.write(data)
         self._conn_bytes += len(data)
         self.bytes_sent += len(data)
         if item.type_id != chunk.DATA_AMF0:
@@ -454,7 +458,7 @@ class RtmpDestination:
     def begin(self, first_ts: int) -> None:
         self._base_ts = first_ts
         self._min_ts, self.last_ts = 0, -1
-        self.sent = ProgramMeter()
+        self.sent = SentMeter()
 
     @property
     def live_on_connection(self) -> bool:

@@ -28,13 +28,16 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return False
 
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
 
 class FakeWriter:
     def __init__(self) -> None:
         self.transport = FakeTransport()
 
     def write(self, data: bytes) -> None:
-        self.transport.written.append(data)
+        self.transport.write(data)
 
 
 class Program:
