@@ -37,6 +37,7 @@ from . import state as sm
 from .policy import DestinationPolicy, ProgramFacts
 from .reconnect_gate import ReconnectGate
 from .state import OutputMachine, OutputState
+from .status import output_status
 from .ts_feed import TsFeed
 
 log = logging.getLogger(__name__)
@@ -322,30 +323,19 @@ class SrtDestination:
         self.warnings = policies.violations(self.policy, self._program.facts())
 
     def status(self) -> OutputStatus:
-        m = self.machine
-        return OutputStatus(
+        return output_status(
             tenant_id=self.tenant_id,
             event_id=self.event_id,
-            output_id=self.spec.id,
-            state=m.state.value,
-            reason=m.reason,
-            last_error=m.last_error,
+            spec=self.spec,
+            machine=self.machine,
+            policy=self.policy,
+            worker=self._worker,
+            wall_offset=self._wall_offset,
             bytes_sent=self.bytes_sent,
             frames_sent=self.frames_sent,
             frames_dropped=self.frames_dropped,
-            connects=m.connects,
-            failures=m.failures,
-            state_since=m.since + self._wall_offset,
-            worker=self._worker,
-            ts=time.time(),
-            dest_class=self.policy.dest_class,
-            consecutive_failures=m.consecutive_failures,
-            retry_delay_s=round(m.retry_delay_s, 3),
-            next_retry_at=m.retry_at + self._wall_offset if m.retry_at else 0.0,
-            disabled_reason=m.disabled_reason,
-            warnings=list(self.warnings),
             drop_events=self.drop_events,
-            generation=self.spec.generation,
+            warnings=self.warnings,
         )
 
     # --- media path (called synchronously by the feed) ---
