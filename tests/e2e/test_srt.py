@@ -110,8 +110,8 @@ def test_ffmpeg_and_srt_live_transmit_share_the_port_and_bad_callers_are_refused
         assert refused_publish(request, tmp_path / "request.log") != 0
         for reason in ("unknown or stopped stream id", "wrong passphrase", "only takes publishers"):
             wait_until(lambda r=reason: r in stack.log_text(), 10, f"the refusal '{reason}' to be logged")
-        ffmpeg.wait_exit(pub_a, 40)
-        ffmpeg.wait_exit(pub_b, 40)
+        ffmpeg.wait_published(pub_a, 40)
+        ffmpeg.wait_published(pub_b, 40)
     finally:
         ffmpeg.stop(pub_a)
         ffmpeg.stop(pub_b)
@@ -161,7 +161,7 @@ def test_rtmp_input_delivered_to_an_srt_caller_and_pulled_from_an_srt_listener(
         stack.wait_output_state(ev["id"], pull["id"], "live")
         pub = ffmpeg.publish(inp["publish_url"], duration=8, size="640x360", bitrate="1M",
                              log_path=tmp_path / "pub.log")  # fmt: skip
-        ffmpeg.wait_exit(pub, 40)
+        ffmpeg.wait_published(pub, 40)
         for out in (push, pull):
             seen = stack.output_of(ev["id"], out["id"])
             assert seen["state"] == "live" and seen["bytes_sent"] > 500_000, seen
@@ -296,7 +296,7 @@ def test_srt_recovers_2_percent_loss_and_survives_10_percent(
         pub = publish_from(netns, url, 10, tmp_path / "pub2.log")
         try:
             views = watch_input(s, ev["id"], pub)
-            assert ffmpeg.wait_exit(pub, 30) == 0
+            assert ffmpeg.wait_published(pub, 30) == 0
         finally:
             ffmpeg.stop(pub)
         live = [v["srt"] for v in views if v.get("srt")]
@@ -325,7 +325,7 @@ def test_srt_recovers_2_percent_loss_and_survives_10_percent(
         try:
             s.wait_input_connected(ev2["id"], inp2["id"])
             views2 = watch_input(s, ev2["id"], pub2)
-            assert ffmpeg.wait_exit(pub2, 30) == 0, "the publisher must not lose its connection"
+            assert ffmpeg.wait_published(pub2, 30) == 0, "the publisher must not lose its connection"
         finally:
             ffmpeg.stop(pub2)
         assert all(v["connected"] for v in views2[1:-1]), "the input stayed connected throughout"

@@ -206,6 +206,10 @@ def _wait_ready(stack: Stack) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"launcher exited early:\n{stack.log_text()[-4000:]}")
         wait_until(lambda: stack.call("GET", "/healthz")[0] == 200, 30, "the API to answer", interval=0.1)
+        # the vault answers through the API once it is up: creating outputs needs it
+        wait_until(
+            lambda: stack.call("GET", "/v1/credentials")[0] == 200, 30, "the vault to answer", interval=0.1
+        )
     except BaseException:
         stack.stop()
         raise
