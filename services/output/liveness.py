@@ -1,16 +1,21 @@
 """Is a live connection still delivering? A pure check the shell runs each second, before TCP gives up.
 
+Progress is judged on what the destination's TCP acknowledged, not on what left our process: a
+throttled link with deep kernel buffers takes bytes in bursts but keeps delivering, and must not be
+mistaken for a dead one. The shell samples three counters per connection: ``written`` (every byte
+handed to the transport), ``queued`` (still in the transport's buffer) and ``in_kernel`` (in the
+kernel's send queue, not yet acknowledged by the peer: SIOCOUTQ). What the peer received is
+``written - queued - in_kernel``.
+
 Two signs of a dead destination that TCP alone would take minutes to report:
 
-- Write stall: bytes wait in our queue (the transport's buffer) and none of them reached the socket
-  for the stall limit.
+- Delivery stall: bytes wait (in our queue or the kernel's) and the peer acknowledged none of them
+  for the stall limit. A vanished peer (half-open) ends this way too.
 - Acknowledgement stall: we asked the destination (RTMP Window Acknowledgement Size) to acknowledge
-  every ``window`` bytes; more than two windows went into the socket unacknowledged and nothing was
-  acknowledged for the stall limit. A destination that never acknowledges anything (some do not
-  honour the window) is not judged this way: the check arms at its first acknowledgement.
-
-A third, a peer that vanished without a FIN or RST (half-open), is left to the kernel: the shell sets
-TCP_USER_TIMEOUT and keepalives to the stall limit, and the read fails.
+  every ``window`` bytes; more than two windows were delivered to its TCP unacknowledged by RTMP and
+  nothing was acknowledged for the stall limit (the peer's socket is alive, its application is not).
+  A destination that never acknowledges anything (some do not honour the window) is not judged this
+  way: the check arms at its first acknowledgement.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ class Liveness:
     def __init__(self, stall_limit_s: float, window: int, now: float) -> None:
         self.stall_limit_s = stall_limit_s
         self.window = window
-        self.acked = 0  # bytes the destination acknowledged (unwrapped)
+        self.acked = 0  # bytes the destination acknowledged over RTMP (unwrapped)
         self.acks = 0
-        self._written_to_socket = 0
-        self._last_write_progress = now
+        self._delivered = 0
+        self._last_progress = now
         self._unacked_since: float | None = None
 
     def on_ack(self, sequence: int, written: int) -> None:
@@ -37,18 +42,19 @@ class Liveness:
             self.acked = acked
             self._unacked_since = None
 
-    def check(self, now: float, written: int, queued: int) -> str | None:
-        """Why the connection should be dropped, or None. ``written``: every byte handed to the
-        transport on this connection; ``queued``: those still in its buffer, not yet in the socket."""
-        in_socket = written - queued
-        if queued == 0 or in_socket > self._written_to_socket:
-            self._last_write_progress = now
-        self._written_to_socket = in_socket
-        if now - self._last_write_progress >= self.stall_limit_s:
-            return f"no write progress for {self.stall_limit_s:g} s ({queued // 1024} KB queued)"
+    def check(self, now: float, written: int, queued: int, in_kernel: int = 0) -> str | None:
+        """Why the connection should be dropped, or None (see the module text for the counters)."""
+        delivered = written - queued - in_kernel
+        if (queued == 0 and in_kernel == 0) or delivered > self._delivered:
+            self._last_progress = now
+        self._delivered = delivered
+        if now - self._last_progress >= self.stall_limit_s:
+            return (
+                f"nothing delivered for {self.stall_limit_s:g} s ({(queued + in_kernel) // 1024} KB waiting)"
+            )
         if not self.acks:
             return None
-        unacked = in_socket - self.acked
+        unacked = delivered - self.acked
         if unacked <= 2 * self.window:
             self._unacked_since = None
             return None

@@ -43,7 +43,7 @@ class DestinationPolicy:
     rejected_first_s: float  # the pause after the destination refused the publish (slower)
     rejected_cap_s: float
     jitter: float  # up to this fraction of each pause is taken off at random, so retries spread
-    stall_limit_s: float  # no write progress, or nothing acknowledged, this long: reconnect (<= 10 s)
+    stall_limit_s: float  # nothing delivered, or nothing acknowledged, this long: reconnect (<= 10 s)
     stable_after_s: float  # live at least this long before a failure: the backoff starts over
     disable_failures: int  # this many failures ... (0: never auto-disable)
     disable_window_s: float  # ... within this window: the output is disabled until re-enabled

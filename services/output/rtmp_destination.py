@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import random
 import socket
 import ssl
+import sys
+import termios
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -223,7 +226,9 @@ class RtmpDestination:
             self._fail(f"destination ended the publish: {exc}", rejected=True)
         except (*_NETWORK_ERRORS, ssl.SSLError) as exc:
             # a TimeoutError here is the kernel's TCP_USER_TIMEOUT: sent data went unacknowledged
-            kernel = f"destination stalled: nothing acknowledged by TCP for {self.policy.stall_limit_s:g} s"
+            kernel = (
+                f"destination stalled: nothing acknowledged by TCP for {2 * self.policy.stall_limit_s:g} s"
+            )
             self._fail(self._lost_reason or _describe(exc, kernel))
         except Exception as exc:
             log.exception("output.read_crashed", extra=self.ctx)
@@ -343,7 +348,8 @@ class RtmpDestination:
             session.set_window_ack_size(window)
             self._send_raw(session.data_to_send())
             liveness.window = window
-        verdict = liveness.check(now, self._conn_bytes, writer.transport.get_write_buffer_size())
+        queued = writer.transport.get_write_buffer_size()
+        verdict = liveness.check(now, self._conn_bytes, queued, _kernel_unacked(writer))
         if verdict is not None:
             self._lost_reason = f"destination stalled: {verdict}"
             log.warning("output.stalled", extra={**self.ctx, "verdict": verdict})
@@ -477,9 +483,21 @@ def _describe(exc: BaseException, timeout_text: str) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+def _kernel_unacked(writer: asyncio.StreamWriter) -> int:
+    """Bytes in the kernel's send queue the peer has not acknowledged yet (SIOCOUTQ); 0 if unknown."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return max(0, int.from_bytes(raw, sys.byteorder, signed=True))
+
+
 def _tune_socket(writer: asyncio.StreamWriter, stall_limit_s: float) -> None:
     """Bound the kernel's share of the queue, and let the kernel report a vanished peer (half-open)
-    within the stall limit: unacknowledged data times out (TCP_USER_TIMEOUT), idle links are probed."""
+    soon: idle links are probed, and unacknowledged data times out (TCP_USER_TIMEOUT) as a backstop."""
     sock = writer.get_extra_info("socket")
     if sock is None:
         return
@@ -490,7 +508,9 @@ def _tune_socket(writer: asyncio.StreamWriter, stall_limit_s: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(stall_limit_s) - idle))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(stall_limit_s * 1000))
+        # a backstop only: the delivery-stall check ends a silent peer first, and a zero window on a
+        # throttled but draining link must not count as one
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(2 * stall_limit_s * 1000))
 
 
 def _rechunk_extended(item: Prepared, ts: int) -> bytes:
