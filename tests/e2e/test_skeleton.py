@@ -59,7 +59,7 @@ def test_one_feed_to_three_destinations_rtmp_and_rtmps(
         stack.wait_output_state(ev["id"], out["id"], "live")
     pub = ffmpeg.publish(inp["publish_url"], duration=20, log_path=tmp_path / "pub.log")
     try:
-        status = stack.wait_input_connected(ev["id"], inp["id"])
+        status = stack.wait_input_tracks(ev["id"], inp["id"])
         assert status["video_codec"] == "h264" and status["audio_codec"] == "aac"
         ffmpeg.wait_exit(pub, 60)
     finally:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,18 +141,42 @@ class Stack:
             raise TimeoutError(f"{exc}; last seen: {seen.get('state')} ({seen.get('last_error')})") from None
         return seen
 
-    def wait_input_connected(self, event_id: str, input_id: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_input(
+        self,
+        event_id: str,
+        input_id: str,
+        ready: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float = 20,
+    ) -> dict[str, Any]:
+        """The input's view once ``ready`` holds for it (``what`` names the condition in a timeout)."""
         seen: dict[str, Any] = {}
 
         def check() -> bool:
             for item in self.event(event_id)["inputs"]:
                 if item["id"] == input_id:
+                    seen.clear()
                     seen.update(item)
-                    return bool(item.get("connected"))
+                    return ready(item)
             return False
 
-        wait_until(check, timeout, f"input {input_id} to be connected", interval=0.2)
+        wait_until(check, timeout, f"input {input_id} {what}", interval=0.2)
         return seen
+
+    def wait_input_connected(self, event_id: str, input_id: str, timeout: float = 20) -> dict[str, Any]:
+        return self.wait_input(
+            event_id, input_id, lambda i: bool(i.get("connected")), "to be connected", timeout
+        )
+
+    def wait_input_tracks(self, event_id: str, input_id: str, timeout: float = 20) -> dict[str, Any]:
+        """Connected, and both tracks known: codecs are reported once the first media of each arrived."""
+        return self.wait_input(
+            event_id,
+            input_id,
+            lambda i: bool(i.get("connected") and i.get("video_codec") and i.get("audio_codec")),
+            "to be connected with video and audio",
+            timeout,
+        )
 
 
 def start_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Stack:
