@@ -24,6 +24,7 @@ from . import adts, h264, psi
 
 PACKET_SIZE: Final = 188
 SYNC: Final = 0x47
+PAYLOAD_SIZE: Final = PACKET_SIZE - 4  # a payload-only packet's payload
 WRAP: Final = 1 << 33
 HALF_WRAP: Final = 1 << 32
 MAX_PES_BYTES: Final = 16 * 1024 * 1024
@@ -73,6 +74,7 @@ class TsDemuxer:
         self._sections: dict[int, bytearray] = {}
         self._pes: dict[int, _Pes] = {}
         self._cc: dict[int, int] = {}
+        self._run_headers: dict[int, tuple[int, list[bytes]]] = {}  # per PID: its byte 1, 16 headers
         self._sps: list[bytes] = []
         self._pps: list[bytes] = []
         self._wait_keyframe = True
@@ -94,18 +96,37 @@ class TsDemuxer:
                     break
                 pos = nxt
                 continue
-            # Fast path, most packets of a stream: the next payload-only piece of an open PES.
+            # Fast path, most packets of a stream: a run of payload-only pieces of an open PES, each
+            # the next in continuity. Their 4-byte headers differ only in the counter, so a run is
+            # recognised by comparing each header with the one expected next (one C call a packet).
             b1, b3 = buf[pos + 1], buf[pos + 3]
             if not b1 & 0xC0 and b3 & 0x30 == 0x10:
                 pid = ((b1 & 0x1F) << 8) | buf[pos + 2]
                 pes = streams.get(pid)
-                if pes is not None and pes.open and (counters.get(pid, -2) + 1) & 0x0F == b3 & 0x0F:
-                    counters[pid] = b3 & 0x0F
-                    pes.parts.append(buf[pos + 4 : pos + PACKET_SIZE])
-                    pes.size += PACKET_SIZE - 4
-                    if (pes.expected and pes.size >= pes.expected) or pes.size > MAX_PES_BYTES:
-                        self._pes_done(pes, out)
+                cc = b3 & 0x0F
+                if pes is not None and pes.open and (counters.get(pid, -2) + 1) & 0x0F == cc:
+                    heads = self._run_headers.get(pid)
+                    if heads is None or heads[0] != b1:
+                        heads = (b1, [bytes((SYNC, b1, buf[pos + 2], 0x10 | i)) for i in range(16)])
+                        self._run_headers[pid] = heads
+                    table, parts, expected = heads[1], pes.parts, pes.expected
+                    parts.append(buf[pos + 4 : pos + PACKET_SIZE])
+                    size = pes.size + PAYLOAD_SIZE
                     pos += PACKET_SIZE
+                    while (
+                        pos + PACKET_SIZE <= end
+                        and (not expected or size < expected)
+                        and size <= MAX_PES_BYTES
+                        and buf.startswith(table[(cc + 1) & 0x0F], pos)
+                    ):
+                        cc = (cc + 1) & 0x0F
+                        parts.append(buf[pos + 4 : pos + PACKET_SIZE])
+                        size += PAYLOAD_SIZE
+                        pos += PACKET_SIZE
+                    counters[pid] = cc
+                    pes.size = size
+                    if (expected and size >= expected) or size > MAX_PES_BYTES:
+                        self._pes_done(pes, out)
                     continue
             self._packet(buf, pos, out, recv_ns)
             pos += PACKET_SIZE
