@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 
 EXTENDED_TS = 0xFFFFFF
 SEND_BUFFER = 256 * 1024  # kernel send buffer: small enough that our own queue is where media waits
+# TCP_USER_TIMEOUT, in stall limits: only a backstop, since the delivery-stall check ends a silent peer
+# first, and a zero window on a throttled but draining link must not count as one
+USER_TIMEOUT_STALLS = 2
 _NETWORK_ERRORS = (OSError, ProtocolError, TimeoutError, asyncio.IncompleteReadError, EOFError)
 _TLS_TRANSPORT_ERRORS = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 
@@ -226,9 +229,8 @@ class RtmpDestination:
             self._fail(f"destination ended the publish: {exc}", rejected=True)
         except (*_NETWORK_ERRORS, ssl.SSLError) as exc:
             # a TimeoutError here is the kernel's TCP_USER_TIMEOUT: sent data went unacknowledged
-            kernel = (
-                f"destination stalled: nothing acknowledged by TCP for {2 * self.policy.stall_limit_s:g} s"
-            )
+            user_timeout_s = USER_TIMEOUT_STALLS * self.policy.stall_limit_s
+            kernel = f"destination stalled: nothing acknowledged by TCP for {user_timeout_s:g} s"
             self._fail(self._lost_reason or _describe(exc, kernel))
         except Exception as exc:
             log.exception("output.read_crashed", extra=self.ctx)
@@ -508,9 +510,8 @@ def _tune_socket(writer: asyncio.StreamWriter, stall_limit_s: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(stall_limit_s) - idle))
-        # a backstop only: the delivery-stall check ends a silent peer first, and a zero window on a
-        # throttled but draining link must not count as one
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(2 * stall_limit_s * 1000))
+        user_timeout_ms = int(USER_TIMEOUT_STALLS * stall_limit_s * 1000)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
 
 
 def _rechunk_extended(item: Prepared, ts: int) -> bytes:

@@ -125,8 +125,7 @@ class TsDemuxer:
                         pos += PACKET_SIZE
                     counters[pid] = cc
                     pes.size = size
-                    if (expected and size >= expected) or size > MAX_PES_BYTES:
-                        self._pes_done(pes, out)
+                    self._pes_done(pes, out)  # finishes it if the run completed it
                     continue
             self._packet(buf, pos, out, recv_ns)
             pos += PACKET_SIZE
