@@ -5,10 +5,7 @@ layout is copied from libsrt 1.5's ``srt.h`` (fields in the header's order, the 
 unit test checks ``sizeof(CBytePerfMon)`` against the size of the 1.5.1 structure.
 
 CDLL releases the GIL around every foreign call, so a blocking ``srt_epoll_uwait`` in a thread does
-not stall the event loop. The calls that never block (a read of a non-blocking socket, the last error)
-are also reachable through ``load_nonblocking()``, a PyDLL handle that keeps the GIL: the hot loop of
-SRT ingest makes one such call per message, and handing the GIL back and forth for each costs more
-than the call.
+not stall the event loop.
 """
 
 from __future__ import annotations
@@ -264,8 +261,6 @@ SRT_EPOLL_ENABLE_EMPTY: Final = 1
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
-_lib_nonblocking: ctypes.PyDLL | None = None
-NONBLOCKING: Final = ("srt_recvmsg", "srt_getlasterror", "srt_getlasterror_str", "srt_clearlasterror")
 
 
 def load() -> ctypes.CDLL:
@@ -299,22 +294,3 @@ def load() -> ctypes.CDLL:
             )
         _lib = lib
         return lib
-
-
-def load_nonblocking() -> ctypes.PyDLL:
-    """The same library through PyDLL (the GIL held during calls), prototyped for ``NONBLOCKING`` only:
-    never call anything through it that may wait."""
-    global _lib_nonblocking
-    if _lib_nonblocking is not None:
-        return _lib_nonblocking
-    lib = load()
-    with _lock:
-        if _lib_nonblocking is None:
-            fast = ctypes.PyDLL(lib._name, handle=lib._handle)
-            for fn_name in NONBLOCKING:
-                restype, argtypes = _PROTOTYPES[fn_name]
-                fn = getattr(fast, fn_name)
-                fn.restype = restype
-                fn.argtypes = argtypes
-            _lib_nonblocking = fast
-        return _lib_nonblocking

@@ -106,7 +106,6 @@ class _Watch:
 class SrtPoller:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, coalesce_s: float = COALESCE_S) -> None:
         self._lib = L.load()
-        self._fast = L.load_nonblocking()
         self._loop = loop or asyncio.get_running_loop()
         self._coalesce_s = coalesce_s
         self._eid = self._lib.srt_epoll_create()
@@ -209,9 +208,11 @@ class SrtPoller:
                 return
 
     def _drain(self, watch: _Watch, inbox: Inbox, buf: ctypes.Array[ctypes.c_char], flags: int) -> bool:
-        # the hot loop of SRT ingest: libsrt's functions called directly, one ctypes call per message,
-        # through the handle that keeps the GIL (these calls never wait)
-        lib = self._fast
+        # the hot loop of SRT ingest: libsrt's functions called directly, one ctypes call per message.
+        # Through CDLL, which lets the GIL go during each call: libsrt's own threads call back into
+        # Python (log handler, listen callback) while holding locks srt_recvmsg takes, so a call that
+        # kept the GIL could deadlock against them.
+        lib = self._lib
         recv, string_at, handle, size = lib.srt_recvmsg, ctypes.string_at, watch.sock.handle, len(buf)
         batch: list[bytes] = []
         code, reason = L.SRT_EASYNCRCV, "connection broken"
@@ -235,7 +236,7 @@ class SrtPoller:
             # off epoll (which would report the error in a loop), until that latency has passed.
             with self._lock:
                 self._watches.pop(handle, None)
-            self._lib.srt_epoll_remove_usock(self._eid, handle)
+            lib.srt_epoll_remove_usock(self._eid, handle)
             self._lingering[handle] = (watch, time.monotonic() + watch.latency_s + LINGER_MARGIN_S, reason)
             return bool(batch)
         if lingering is not None:
