@@ -36,6 +36,9 @@ T = TypeVar("T")
 
 CHUNK = 65536
 QUEUE_CHUNKS = 64  # per direction: bounds what the proxy holds for a slow or stalled side
+# the kernel's receive buffer on the proxy's client side, fixed as on a real link: left to autotuning on
+# loopback it grows to megabytes, and a throttled link would take tens of seconds to back up to the sender
+RECV_BUFFER = 128 * 1024
 
 
 class Mode(Enum):
@@ -168,6 +171,8 @@ class TcpProxy:
         self._server = await asyncio.start_server(
             self._accept, self.listen_host, self.port, reuse_address=True
         )
+        for sock in self._server.sockets:  # accepted connections inherit it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _unlisten(self) -> None:
