@@ -66,7 +66,7 @@ class Sample:
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread group of a process: libsrt's threads ("SRT:..."), the SRT poller, the rest."""
+    """CPU seconds per thread group of a process: libsrt's threads ("SRT:..."), and the rest (the event loop)."""
     groups: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -75,12 +75,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat.rsplit(")", 1)[1].split()
-        if name.startswith("SRT:"):
-            group = "libsrt threads"
-        elif name == "srt-poller":
-            group = "SRT poller thread"
-        else:
-            group = "event loop"
+        group = "libsrt threads" if name.startswith("SRT:") else "event loop"
         groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
     return groups
 
@@ -183,8 +178,8 @@ def table(samples: list[Sample], facts: dict[str, object], seconds: float) -> st
         "Where the ingest's CPU goes (per thread): "
         + ", ".join(f"{k} {v:.1f}%" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
         + ". libsrt's threads (receive queue, TSBPD) carry the transport, as in srt-live-transmit;",
-        "the event loop (demux, stamp, publish on NATS) and the poller thread (one ctypes call per message,",
-        "handing batches to the loop) are the Python on top.",
+        "the event loop (the paced SRT poll: one ctypes call per message; demux, stamp, publish on NATS)",
+        "is the Python on top.",
         "",
     ]
     return "\n".join(lines)

@@ -2,8 +2,8 @@
 
 The listener's hook (``srt_access.admit``) decides during the handshake, on libsrt's thread, and gives
 an accepted caller its input's passphrase and latency, so a wrong passphrase fails the handshake too.
-Accepted connections are drained by the ``SrtPoller`` thread into one bounded inbox each; a task per
-connection demuxes the MPEG-TS into MediaPackets on the input's subject, exactly like RTMP ingest.
+Accepted connections are drained by the ``SrtPoller`` (a paced poll on the event loop) into one
+bounded inbox each; a task per connection demuxes the MPEG-TS into MediaPackets on the input's subject, exactly like RTMP ingest.
 Each second every connection's ``srt_bistats`` becomes an ``InputHealth`` with transport figures and a
 degraded verdict. Nothing here logs a stream id or a passphrase.
 """

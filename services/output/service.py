@@ -40,7 +40,7 @@ class OutputService:
         self.gate = ReconnectGate(cap)
         self.fanouts: dict[tuple[str, str], EventFanout] = {}  # (event id, profile): program or rendition
         self.destinations: dict[str, RtmpDestination | SrtDestination] = {}
-        self._poller: SrtPoller | None = None  # one thread for every SRT destination, started on first use
+        self._poller: SrtPoller | None = None  # polls every SRT destination; started on first use
         self._specs: dict[str, OutputSpec] = {}
         # an output runs here only while this worker holds its lease; wanted ones held elsewhere wait here
         self.leases: LeaseKeeper | None = None

@@ -3,7 +3,7 @@
 The asyncio shell around the same ``OutputMachine`` as RTMP destinations. Media is the event's
 ``TsFeed``: MPEG-TS muxed once per event, cut into 1316-byte messages, the same bytes for every SRT
 destination; ``send`` queues each message with a non-blocking ``srt_sendmsg``. When libsrt's send
-buffer is full the destination drops to the next keyframe and counts it. The ``SrtPoller`` thread
+buffer is full the destination drops to the next keyframe and counts it. The ``SrtPoller``
 reports a broken connection (libsrt's own peer-idle timeout covers a vanished partner).
 
 A caller connects (blocking, in a thread, bounded by the class's stall limit) and a refusal by the

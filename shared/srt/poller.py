@@ -1,20 +1,25 @@
-"""SRT sockets driven from one thread, their messages handed to asyncio through bounded inboxes.
+"""SRT sockets polled from the event loop at a steady pace, their messages handed over in batches.
 
-libsrt has its own epoll (``srt_epoll_*``), not a file descriptor asyncio could watch, so a dedicated
-thread waits in ``srt_epoll_uwait`` (the GIL is released while it waits), accepts callers on listening
-sockets and drains readable ones. Each connection's messages go into its ``Inbox``: a bounded deque
-whose consumer is woken with one ``call_soon_threadsafe`` per batch, not per message. When an inbox is
-full its newest messages are dropped and counted: the event loop is too slow for that connection,
-and the reader of that connection sees a continuity gap, never unbounded memory.
+libsrt has its own epoll (``srt_epoll_*``), not a file descriptor asyncio could watch. A blocking
+``srt_epoll_uwait`` in a thread wakes every 10 ms inside libsrt even when idle, and every batch it hands
+over costs a thread switch, a GIL hand-off and a wake-up of the loop; on a virtual machine each of those
+costs tens of microseconds, more than the Python that handles the batch. So the loop polls instead: a
+non-blocking ``srt_epoll_uwait`` every ``BUSY_POLL_S`` while connections are open (a live stream
+delivers about ``BUSY_POLL_S`` of media per pass: 40 ms at most added to a latency of 120 ms or more),
+every ``IDLE_POLL_S`` while only listeners wait (libsrt finishes handshakes on its own threads; the
+accept waits at most this long). The non-blocking calls release the GIL, so libsrt's threads can run
+their Python callbacks (log handler, listen hook) meanwhile.
+
+Each connection's messages go into its ``Inbox``: a bounded deque read by one task. When an inbox is
+full its newest messages are dropped and counted: the reader is too slow for that connection, and it
+sees a continuity gap, never unbounded memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,28 +30,25 @@ from .socket import SrtError, SrtSocket
 
 log = logging.getLogger(__name__)
 
-WAIT_MS = 100  # how often the thread looks at its stop flag
-LINGER_POLL_MS = 20  # how often a broken connection's last messages are looked for
+BUSY_POLL_S = 0.04  # connections open: media gathers between passes, one pass per batch
+IDLE_POLL_S = 0.1  # only listeners: how long an accepted caller may wait for its accept
+LINGER_POLL_S = 0.02  # a broken connection's last messages are looked for this often
 LINGER_MARGIN_S = 0.25  # after a break, read for one latency and this much more
 MAX_EVENTS = 64
 INBOX_MAX_MESSAGES = 8192  # ~10 MB of 1316-byte messages
-COALESCE_S = 0.04  # after a busy pass, let messages gather: fewer loop wake-ups for the same data
 _RECV_BUFFER = 1500  # one live-mode message is at most 1456 bytes
 
 
 class Inbox:
-    """Messages of one connection, from the poller thread to one asyncio consumer."""
+    """Messages of one connection, from the poller to one reader task (both on the event loop)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_messages: int = INBOX_MAX_MESSAGES) -> None:
         self._loop = loop
         self._items: deque[bytes] = deque()
         self._event = asyncio.Event()
-        self._wake_scheduled = False
         self.max_messages = max_messages
         self.dropped = 0
         self.closed_reason: str | None = None
-
-    # --- poller thread ---
 
     def put(self, batch: list[bytes]) -> None:
         room = self.max_messages - len(self._items)
@@ -54,23 +56,11 @@ class Inbox:
             self.dropped += len(batch) - max(room, 0)
             batch = batch[: max(room, 0)]
         self._items.extend(batch)
-        self._wake()
+        self._event.set()
 
     def close(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
-        self._wake()
-
-    def _wake(self) -> None:
-        if not self._wake_scheduled:
-            self._wake_scheduled = True
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-                self._loop.call_soon_threadsafe(self._on_wake)
-
-    # --- event loop ---
-
-    def _on_wake(self) -> None:
-        self._wake_scheduled = False
         self._event.set()
 
     async def get(self, idle_s: float | None = None) -> list[bytes] | None:
@@ -104,24 +94,37 @@ class _Watch:
 
 
 class SrtPoller:
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, coalesce_s: float = COALESCE_S) -> None:
+    """Every SRT socket of one process, polled on its event loop: listeners accepted, connections drained."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop | None = None, busy_poll_s: float = BUSY_POLL_S
+    ) -> None:
         self._lib = L.load()
         self._loop = loop or asyncio.get_running_loop()
-        self._coalesce_s = coalesce_s
+        self._busy_poll_s = busy_poll_s
         self._eid = self._lib.srt_epoll_create()
         if self._eid < 0:
             raise SrtError("srt_epoll_create", -1, "cannot create an SRT epoll")
         self._lib.srt_epoll_set(self._eid, L.SRT_EPOLL_ENABLE_EMPTY)
         self._watches: dict[int, _Watch] = {}
-        self._lingering: dict[int, tuple[_Watch, float, str]] = {}  # broken, still delivering: thread-only
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._connections = 0  # watches with an inbox: while there are any, poll at the busy pace
+        self._lingering: dict[int, tuple[_Watch, float, str]] = {}  # broken, still delivering
+        self._events = (L.SrtEpollEvent * MAX_EVENTS)()
+        self._buf = ctypes.create_string_buffer(_RECV_BUFFER)
+        self._timer: asyncio.Handle | None = None
+        self._closed = False
+        self._in_pass = False
         self.accepted = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="srt-poller", daemon=True)
-        self._thread.start()
+        self._timer = self._loop.call_soon(self._pass)
+
+    def _soon(self) -> None:
+        """Poll at the next turn of the loop (a connection was just added: its media is arriving).
+        Within a pass (a caller accepted by it) the pass itself picks the next pace when it ends."""
+        if self._timer is not None and not self._closed and not self._in_pass:
+            self._timer.cancel()
+            self._timer = self._loop.call_soon(self._pass)
 
     def watch_listener(self, sock: SrtSocket, on_accept: Callable[[SrtSocket, str], None]) -> None:
         """``on_accept(socket, peer)`` runs on the event loop for every caller the listener accepted."""
@@ -135,60 +138,69 @@ class SrtPoller:
         except SrtError:
             latency_s = 1.0
         self._add(_Watch(sock, inbox=inbox, latency_s=latency_s), L.SRT_EPOLL_IN | L.SRT_EPOLL_ERR)
+        self._soon()  # leave the idle pace now: the connection's media is already arriving
 
     def _add(self, watch: _Watch, events: int) -> None:
         flags = ctypes.c_int(events)
-        with self._lock:
-            self._watches[watch.sock.handle] = watch
         if self._lib.srt_epoll_add_usock(self._eid, watch.sock.handle, ctypes.byref(flags)) < 0:
-            with self._lock:
-                self._watches.pop(watch.sock.handle, None)
             raise SrtError("srt_epoll_add_usock", -1, "cannot watch the socket")
+        self._forget(watch.sock.handle)
+        self._watches[watch.sock.handle] = watch
+        self._connections += watch.inbox is not None
+
+    def _forget(self, handle: int) -> None:
+        old = self._watches.pop(handle, None)
+        if old is not None and old.inbox is not None:
+            self._connections -= 1
 
     def unwatch(self, sock: SrtSocket) -> None:
-        with self._lock:
-            self._watches.pop(sock.handle, None)
+        self._forget(sock.handle)
+        self._lingering.pop(sock.handle, None)
         self._lib.srt_epoll_remove_usock(self._eid, sock.handle)
 
     async def close(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         self._lib.srt_epoll_release(self._eid)
 
-    # --- the thread ---
+    # --- the pass: a plain callback, rescheduled at the pace the watched sockets call for ---
 
-    def _run(self) -> None:
-        _name_os_thread(b"srt-poller")
-        events = (L.SrtEpollEvent * MAX_EVENTS)()
-        buf = ctypes.create_string_buffer(_RECV_BUFFER)
+    def _pass(self) -> None:
+        if self._closed:
+            return
+        self._in_pass = True
         try:
-            while not self._stopping.is_set():
-                wait = LINGER_POLL_MS if self._lingering else WAIT_MS
-                n = self._lib.srt_epoll_uwait(self._eid, events, MAX_EVENTS, wait)
-                if n < 0:
-                    time.sleep(WAIT_MS / 1000)  # ok-sleep: an epoll error must not spin the thread
-                    continue
-                delivered = self._drain_lingering(buf)
-                for i in range(n):
-                    fd, flags = events[i].fd, events[i].events
-                    with self._lock:
-                        watch = self._watches.get(fd)
-                    if watch is None:
-                        continue
-                    if watch.on_accept is not None:
-                        self._accept_all(watch)
-                    elif watch.inbox is not None:
-                        delivered |= self._drain(watch, watch.inbox, buf, flags)
-                if delivered and self._coalesce_s:
-                    time.sleep(self._coalesce_s)  # ok-sleep: batch the next messages of a busy stream
+            self.poll()
         except Exception:
             log.exception("srt.poller_crashed")
-            with self._lock:
-                watches = list(self._watches.values())
-            for watch in watches:
+            for watch in list(self._watches.values()):
                 if watch.inbox is not None:
                     watch.inbox.close("SRT poller failed")
+            return
+        finally:
+            self._in_pass = False
+        if self._lingering:
+            pace = LINGER_POLL_S
+        elif self._connections:
+            pace = self._busy_poll_s
+        else:
+            pace = IDLE_POLL_S
+        self._timer = self._loop.call_later(pace, self._pass)
+
+    def poll(self) -> None:
+        """One pass: accept waiting callers, drain every readable connection (never blocks)."""
+        events = self._events
+        n = self._lib.srt_epoll_uwait(self._eid, events, MAX_EVENTS, 0)
+        self._drain_lingering()
+        for i in range(max(n, 0)):
+            watch = self._watches.get(events[i].fd)
+            if watch is None:
+                continue
+            if watch.on_accept is not None:
+                self._accept_all(watch)
+            elif watch.inbox is not None:
+                self._drain(watch, watch.inbox, events[i].events)
 
     def _accept_all(self, watch: _Watch) -> None:
         assert watch.on_accept is not None
@@ -202,61 +214,50 @@ class SrtPoller:
                 return
             self.accepted += 1
             try:
-                self._loop.call_soon_threadsafe(watch.on_accept, *accepted)
-            except RuntimeError:
+                watch.on_accept(*accepted)
+            except Exception:
+                log.exception("srt.accept_handler_failed")
                 accepted[0].close()
-                return
 
-    def _drain(self, watch: _Watch, inbox: Inbox, buf: ctypes.Array[ctypes.c_char], flags: int) -> bool:
+    def _drain(self, watch: _Watch, inbox: Inbox, flags: int) -> None:
         # the hot loop of SRT ingest: libsrt's functions called directly, one ctypes call per message.
         # Through CDLL, which lets the GIL go during each call: libsrt's own threads call back into
         # Python (log handler, listen callback) while holding locks srt_recvmsg takes, so a call that
         # kept the GIL could deadlock against them.
-        lib = self._lib
+        lib, buf = self._lib, self._buf
         recv, string_at, handle, size = lib.srt_recvmsg, ctypes.string_at, watch.sock.handle, len(buf)
         batch: list[bytes] = []
-        code, reason = L.SRT_EASYNCRCV, "connection broken"
         while True:
             n = recv(handle, buf, size)
-            if n >= 0:
-                batch.append(string_at(buf, n))
-                continue
-            code = lib.srt_getlasterror(None)
-            reason = (lib.srt_getlasterror_str() or b"").decode(errors="replace") or "receive failed"
-            lib.srt_clearlasterror()
-            break
+            if n < 0:
+                break
+            batch.append(string_at(buf, n))
+        code = lib.srt_getlasterror(None)
         if batch:
             inbox.put(batch)
-        lingering = self._lingering.get(handle)
         if code == L.SRT_EASYNCRCV and not (flags & L.SRT_EPOLL_ERR and watch.sock.state >= L.SRTS_BROKEN):
-            return bool(batch)
+            lib.srt_clearlasterror()
+            return  # nothing more for now: the usual end of a pass
+        reason = (lib.srt_getlasterror_str() or b"").decode(errors="replace") or "receive failed"
+        lib.srt_clearlasterror()
+        lingering = self._lingering.get(handle)
         if code in (L.SRT_ECONNLOST, L.SRT_EASYNCRCV) and lingering is None:
             # The peer is gone, yet libsrt still holds up to one latency of media that becomes
             # readable only at its play time (until then a read says "connection lost"). Keep reading,
             # off epoll (which would report the error in a loop), until that latency has passed.
-            with self._lock:
-                self._watches.pop(handle, None)
+            self._forget(handle)
             lib.srt_epoll_remove_usock(self._eid, handle)
+            reason = reason if code == L.SRT_ECONNLOST else "connection broken"
             self._lingering[handle] = (watch, time.monotonic() + watch.latency_s + LINGER_MARGIN_S, reason)
-            return bool(batch)
+            return
         if lingering is not None:
             if code in (L.SRT_ECONNLOST, L.SRT_EASYNCRCV) and time.monotonic() < lingering[1]:
-                return bool(batch)
+                return
             reason = lingering[2]  # why it broke, not what a read of the released socket says
-        self._lingering.pop(handle, None)
         self.unwatch(watch.sock)
         inbox.close(reason)
-        return bool(batch)
 
-    def _drain_lingering(self, buf: ctypes.Array[ctypes.c_char]) -> bool:
-        delivered = False
+    def _drain_lingering(self) -> None:
         for watch, _, _ in list(self._lingering.values()):
             assert watch.inbox is not None
-            delivered |= self._drain(watch, watch.inbox, buf, 0)
-        return delivered
-
-
-def _name_os_thread(name: bytes) -> None:
-    """Give the thread its name in /proc and top (Linux prctl PR_SET_NAME), so its CPU is told apart."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+            self._drain(watch, watch.inbox, 0)

@@ -122,6 +122,44 @@ async def test_messages_flow_from_caller_to_an_asyncio_inbox_and_stats_count_the
         await poller.close()
 
 
+class CountingPoller(SrtPoller):
+    """Counts its passes: the pace is behaviour (how often libsrt is asked), not a speed."""
+
+    passes = 0
+
+    def poll(self) -> None:
+        self.passes += 1
+        super().poll()
+
+
+async def test_poll_paces_itself_one_pass_at_a_time_through_accepts(listener: Listener) -> None:
+    poller = CountingPoller(busy_poll_s=0.05)
+    poller.start()
+    accepted: asyncio.Queue[SrtSocket] = asyncio.Queue()
+
+    def on_accept(sock: SrtSocket, peer: str) -> None:
+        poller.watch(sock, Inbox(asyncio.get_running_loop()))  # within the pass that accepted it
+        accepted.put_nowait(sock)
+
+    poller.watch_listener(listener.sock, on_accept)
+    senders = [await asyncio.to_thread(caller, listener.port, "open") for _ in range(3)]
+    try:
+        conns = [await asyncio.wait_for(accepted.get(), 5) for _ in senders]
+        before, t0 = poller.passes, asyncio.get_running_loop().time()
+        await asyncio.sleep(1.0)  # ok-sleep: the window the passes are counted in
+        elapsed = asyncio.get_running_loop().time() - t0
+        # one chain of passes at the busy pace (0.05 s): a pass that accepted a caller does not
+        # start a second chain, which would double the rate with every accept
+        assert 0.5 * elapsed / 0.05 <= poller.passes - before <= elapsed / 0.05 + 3
+        for conn in conns:
+            poller.unwatch(conn)
+            conn.close()
+    finally:
+        for sender in senders:
+            sender.close()
+        await poller.close()
+
+
 def test_unknown_stream_id_is_refused_during_the_handshake(listener: Listener) -> None:
     with pytest.raises(SrtError) as refused:
         caller(listener.port, "nobody")
