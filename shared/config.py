@@ -31,7 +31,9 @@ def _opt(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("FANOUT_DATA_DIR") or "./var").resolve())
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("FANOUT_DATA_DIR") or "./var").resolve()
+    )
     nats_url: str | None = field(default_factory=lambda: _opt("FANOUT_NATS_URL"))
     database_url: str | None = field(default_factory=lambda: _opt("FANOUT_DATABASE_URL"))
     rtmp_port: int = field(default_factory=lambda: _int("FANOUT_RTMP_PORT", 1935))
@@ -43,7 +45,9 @@ class Settings:
     bind_host: str = field(default_factory=lambda: os.environ.get("FANOUT_BIND_HOST") or "0.0.0.0")
     public_host: str = field(default_factory=lambda: os.environ.get("FANOUT_PUBLIC_HOST") or "127.0.0.1")
     tls_ca_file: str | None = field(default_factory=lambda: _opt("FANOUT_TLS_CA_FILE"))
-    destination_allowlist: str = field(default_factory=lambda: os.environ.get("FANOUT_DESTINATION_ALLOWLIST", ""))
+    destination_allowlist: str = field(
+        default_factory=lambda: os.environ.get("FANOUT_DESTINATION_ALLOWLIST", "")
+    )
     admin_key: str | None = field(default_factory=lambda: _opt("FANOUT_ADMIN_KEY"))
     worker_id: str = field(default_factory=lambda: os.environ.get("FANOUT_WORKER_ID") or _default_worker_id())
     log_level: str = field(default_factory=lambda: os.environ.get("FANOUT_LOG_LEVEL") or "INFO")
@@ -61,7 +65,9 @@ class Settings:
         url_file = self.data_dir / "nats.url"
         if url_file.exists():
             return url_file.read_text().strip()
-        raise SystemExit("FANOUT_NATS_URL is not set and no embedded NATS server is running (start the stack with `make run`)")
+        raise SystemExit(
+            "FANOUT_NATS_URL is not set and no embedded NATS server is running (start the stack with `make run`)"
+        )
 
 
 def load() -> Settings:

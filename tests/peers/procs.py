@@ -21,7 +21,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
 
 
 async def async_wait_until(
-    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:

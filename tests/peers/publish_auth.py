@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlparse
 class PublishAuth:
     server: ThreadingHTTPServer
     allowed: set[str]
-    refused: list[str] = field(default_factory=list)  # how many publishes were refused (names kept for asserts)
+    refused: list[str] = field(
+        default_factory=list
+    )  # how many publishes were refused (names kept for asserts)
     accepted: list[str] = field(default_factory=list)
 
     @property
