@@ -60,15 +60,23 @@ class InputSpec(msgspec.Struct, frozen=True):
     role: InputRole
     protocol: str
     key_hash: str  # sha256 hex of the stream key; the key itself is never on the bus
-    # SRT only: the input's AES passphrase (an ingest credential: never logged) and its receive latency
+    # SRT only. An encrypted input's AES passphrase lives in the vault: ``credential_id`` names it and
+    # ingest resolves it (``credential_version`` changes on a rotation, so ingest resolves again).
+    # ``passphrase`` is only ever set by an orchestrator from before the vault held input passphrases.
     passphrase: str = ""
     pbkeylen: int = 0  # 16, 24 or 32; 0 when not encrypted
     latency_ms: int = 120
+    credential_id: str = ""
+    credential_version: int = 0
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.passphrase or self.credential_id)
 
     def __repr__(self) -> str:
         return (
             f"InputSpec(id={self.id!r}, role={self.role!r}, protocol={self.protocol!r}, "
-            f"encrypted={bool(self.passphrase)}, latency_ms={self.latency_ms})"
+            f"encrypted={self.encrypted}, latency_ms={self.latency_ms})"
         )
 
 
@@ -88,7 +96,9 @@ class OutputSpec(msgspec.Struct, frozen=True):
 
 RateControl = Literal["cbr", "vbr"]
 H264Profile = Literal["baseline", "main", "high"]
-X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+X264Preset = Literal[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+]
 
 
 class ProfileSpec(msgspec.Struct, frozen=True, kw_only=True):

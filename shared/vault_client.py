@@ -170,6 +170,26 @@ class VaultClient:
         self, tenant_id: str, event_id: str, output_id: str, credential_id: str, worker: str
     ) -> tuple[Secret, str]:
         """The credential's value (and kind) for the worker holding the output's lease."""
+        context = vm.value_context("resolve", tenant_id, credential_id, output_id)
+        return await self._resolve(context, tenant_id, event_id, output_id, credential_id, worker, "")
+
+    async def resolve_input(
+        self, tenant_id: str, event_id: str, input_id: str, credential_id: str, worker: str
+    ) -> tuple[Secret, str]:
+        """An SRT input's passphrase (and its kind) for ingest, which sets it on each caller's handshake."""
+        context = vm.value_context("resolve-input", tenant_id, credential_id, input_id)
+        return await self._resolve(context, tenant_id, event_id, "", credential_id, worker, input_id)
+
+    async def _resolve(
+        self,
+        context: bytes,
+        tenant_id: str,
+        event_id: str,
+        output_id: str,
+        credential_id: str,
+        worker: str,
+        input_id: str,
+    ) -> tuple[Secret, str]:
         private = X25519PrivateKey.generate()
         request = vm.ResolveCredential(
             tenant_id=tenant_id,
@@ -178,11 +198,11 @@ class VaultClient:
             credential_id=credential_id,
             worker=worker,
             reply_key=sealed_box.public_bytes(private),
+            input_id=input_id,
         )
         reply = await self._request("resolve", request, vm.ResolveReply)
         if reply.value is None:
             raise VaultFailure(vm.INTERNAL, "the vault's reply had no value")
-        context = vm.value_context("resolve", tenant_id, credential_id, output_id)
         try:
             plain = sealed_box.open_box(private, reply.value.ephemeral, reply.value.box, context)
         except sealed_box.BoxError as exc:

@@ -114,14 +114,17 @@ class ListCredentials(msgspec.Struct, frozen=True):
 
 
 class ResolveCredential(msgspec.Struct, frozen=True):
-    """From the output worker that holds the output's lease, at connect time."""
+    """From the output worker that holds the output's lease, at connect time; or (``input_id`` set,
+    ``output_id`` empty) from ingest for an SRT input's passphrase, which it must hold before a caller's
+    handshake. Either way the value is answered only for the credential desired state names there."""
 
     tenant_id: str
     event_id: str
     output_id: str
     credential_id: str
-    worker: str  # must be the lease holder
+    worker: str  # an output's: must be the lease holder
     reply_key: bytes  # the worker's one-time X25519 public key: the value is sealed to it
+    input_id: str = ""
 
 
 class Rekey(msgspec.Struct, frozen=True):
@@ -178,6 +181,7 @@ class AuditRecord(msgspec.Struct, frozen=True):
     output_id: str = ""
     detail: str = ""
     ts: float = 0.0
+    input_id: str = ""
 
 
 _json = msgspec.json.Encoder()

@@ -18,9 +18,13 @@ class Route:
     input_id: str
     role: str
     protocol: str
-    # SRT: the connection's passphrase (never logged) and receive latency, set during its handshake
+    # SRT: the connection's receive latency and passphrase, set during its handshake: the vault
+    # credential's (``credential_id``, resolved ahead by InputSecrets), or one from desired state
+    # written before the vault held input passphrases (never logged either way)
     passphrase: str = field(default="", repr=False)
     latency_ms: int = 120
+    credential_id: str = ""
+    credential_version: int = 0
 
 
 def key_hash(stream_key: str) -> str:
@@ -45,8 +49,9 @@ class KeyDirectory:
         hashes = set()
         for item in spec.inputs:
             self._routes[item.key_hash] = Route(
-                spec.tenant_id, spec.id, item.id, item.role, item.protocol, item.passphrase, item.latency_ms
-            )
+                spec.tenant_id, spec.id, item.id, item.role, item.protocol, item.passphrase, item.latency_ms,
+                item.credential_id, item.credential_version,
+            )  # fmt: skip
             hashes.add(item.key_hash)
         self._by_event[event_id] = hashes
 

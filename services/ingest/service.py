@@ -9,7 +9,9 @@ import ssl
 from shared.desired import DesiredState
 from shared.messages import EventSpec
 from shared.service import ServiceContext
+from shared.vault_client import VaultClient
 
+from .input_secrets import InputSecrets
 from .keys import KeyDirectory
 from .rtmp_server import RtmpIngest
 from .srt_server import SrtIngest
@@ -20,16 +22,19 @@ log = logging.getLogger(__name__)
 async def main(ctx: ServiceContext) -> None:
     settings = ctx.settings
     keys = KeyDirectory()
+    secrets = InputSecrets(VaultClient(ctx.nc), settings.worker_id)
     ingest = RtmpIngest(ctx.nc, keys, settings.worker_id)
-    srt = SrtIngest(ctx.nc, keys, settings.worker_id)
+    srt = SrtIngest(ctx.nc, keys, secrets, settings.worker_id)
 
     async def on_change(event_id: str, old: EventSpec | None, new: EventSpec | None) -> None:
         keys.update(event_id, new)
+        secrets.update(event_id, new)
         ingest.revalidate()
         srt.revalidate()
 
     desired = DesiredState(ctx.nc, on_change)
     ctx.spawn(desired.run(), "desired-watch")
+    ctx.spawn(secrets.run(), "srt-passphrases")
     ctx.stack.push_async_callback(ingest.close)
     ctx.stack.push_async_callback(srt.close)
     try:

@@ -1,9 +1,10 @@
 """SRT ingest: many callers on one UDP port, each routed by its stream id to its event's input.
 
 The listener's hook (``srt_access.admit``) decides during the handshake, on libsrt's thread, and gives
-an accepted caller its input's passphrase and latency, so a wrong passphrase fails the handshake too.
-Accepted connections are drained by the ``SrtPoller`` (a paced poll on the event loop) into one
-bounded inbox each; a task per connection demuxes the MPEG-TS into MediaPackets on the input's subject, exactly like RTMP ingest.
+an accepted caller its input's passphrase (from the vault, held ahead by ``InputSecrets``) and latency,
+so a wrong passphrase fails the handshake too. Accepted connections are drained by the ``SrtPoller`` (a
+paced poll on the event loop) into one bounded inbox each; a task per connection demuxes the MPEG-TS
+into MediaPackets on the input's subject, exactly like RTMP ingest.
 Each second every connection's ``srt_bistats`` becomes an ``InputHealth`` with transport figures and a
 degraded verdict. Nothing here logs a stream id or a passphrase.
 """
@@ -26,11 +27,13 @@ from nats.aio.client import Client
 from shared import subjects
 from shared.messages import InputHealth, MediaPacket, SessionEvent, encode_packet
 from shared.mpegts.demux import TsDemuxer
+from shared.srt import lib as L
 from shared.srt import liblog
 from shared.srt.poller import Inbox, SrtPoller
 from shared.srt.socket import HookAnswer, Options, SrtError, SrtSocket
 from shared.srt.stats import LinkJudge, TransportCounters
 
+from .input_secrets import InputSecrets
 from .keys import KeyDirectory, Route
 from .reporter import IngestReporter
 from .srt_access import Throttle, admit
@@ -181,9 +184,10 @@ class SrtPublishSession:
 
 
 class SrtIngest(IngestReporter):
-    def __init__(self, nc: Client, keys: KeyDirectory, worker: str = "ingest") -> None:
+    def __init__(self, nc: Client, keys: KeyDirectory, secrets: InputSecrets, worker: str = "ingest") -> None:
         super().__init__(nc, f"{worker}-srt")
         self.keys = keys
+        self.secrets = secrets
         self.sessions: set[SrtPublishSession] = set()
         self.publishers: dict[str, SrtPublishSession] = {}
         self._pending: dict[int, _Pending] = {}  # handshakes the hook accepted, by new socket id
@@ -223,11 +227,16 @@ class SrtIngest(IngestReporter):
             self._refused(remote, admission.reason, None)
             return HookAnswer(False, admission.reject_code)
         route = admission.route
+        passphrase = route.passphrase
+        if route.credential_id:
+            held = self.secrets.get(route.input_id, route.credential_id, route.credential_version)
+            if held is None:  # never let a caller in unencrypted: it tries again in a moment
+                self._refused(remote, "passphrase not available yet", route)
+                return HookAnswer(False, L.SRT_REJX_UNAVAILABLE)
+            passphrase = held.reveal()
         with self._lock:
             self._pending[ns] = _Pending(route, remote, time.monotonic())
-        return HookAnswer(
-            True, passphrase=route.passphrase, latency_ms=route.latency_ms or DEFAULT_LATENCY_MS
-        )
+        return HookAnswer(True, passphrase=passphrase, latency_ms=route.latency_ms or DEFAULT_LATENCY_MS)
 
     def _on_libsrt_rejection(self, rejection: liblog.Rejection) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, ParamSpec, TypeVar
 
@@ -366,9 +366,11 @@ class Api:
 
     async def delete_event(self, request: web.Request) -> web.Response:
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        detail = await self._db(store.get_event, self.engine, tenant_id, event_id)
         await self._db(store.delete_event, self.engine, tenant_id, event_id)
         log.info("event.deleted", extra={"tenant_id": tenant_id, "event_id": event_id})
         await self._publish(event_id)
+        await self._forget_passphrases(detail.inputs)
         return web.Response(status=204)
 
     async def patch_event(self, request: web.Request) -> web.Response:
@@ -473,12 +475,27 @@ class Api:
         body = validation.decode(await request.read(), validation.InputCreate)
         validation.check_protocol(body)
         tenant_id, event_id = self._tenant(request), request.match_info["event_id"]
+        await self._db(store.get_event, self.engine, tenant_id, event_id)  # 404 before the vault is asked
         stream_key = new_secret()
-        row = await self._db(
-            store.create_input, self.engine, tenant_id, event_id, body.role, body.protocol,
-            auth.hash_secret(stream_key), stream_key[-4:],
-            body.passphrase or "", (body.pbkeylen or 16) if body.passphrase else 0, body.latency_ms or 120,
-        )  # fmt: skip
+        passphrase = None
+        if body.passphrase:  # the vault keeps it; the row and desired state name the credential
+            name = f"SRT input ({body.role}) of {event_id}"
+            passphrase = await credentials.store_key(
+                self.vault, tenant_id, name, body.passphrase, None, "", "passphrase", "srt_passphrase"
+            )
+        try:
+            row = await self._db(
+                store.create_input, self.engine, tenant_id, event_id, body.role, body.protocol,
+                auth.hash_secret(stream_key), stream_key[-4:],
+                (body.pbkeylen or 16) if body.passphrase else 0, body.latency_ms or 120,
+                passphrase.id if passphrase else None, passphrase.version if passphrase else 0,
+                urls.mask_secret(body.passphrase or ""),
+            )  # fmt: skip
+        except BaseException:
+            if passphrase is not None and self.vault is not None:
+                with contextlib.suppress(Exception):
+                    await self.vault.delete(tenant_id, passphrase.id)
+            raise
         log.info("input.created", extra={"tenant_id": tenant_id, "event_id": event_id, "input_id": row.id})
         await self._publish(event_id)
         return json_response(views.input_created(self.settings, row, stream_key), 201)
@@ -491,11 +508,33 @@ class Api:
 
     async def delete_input(self, request: web.Request) -> web.Response:
         tenant_id, input_id = self._tenant(request), request.match_info["input_id"]
+        row = await self._db(store.get_input, self.engine, tenant_id, input_id)
         event_id = await self._db(store.delete_input, self.engine, tenant_id, input_id)
         self.status.forget(input_id)
         log.info("input.deleted", extra={"tenant_id": tenant_id, "event_id": event_id, "input_id": input_id})
         await self._publish(event_id)
+        await self._forget_passphrases([row])
         return web.Response(status=204)
+
+    async def _forget_passphrases(self, inputs: Iterable[store.Input]) -> None:
+        """Deleted inputs' passphrases leave the vault too, unless another input was given the same
+        credential meanwhile; best effort (a leftover credential is sealed and listed, never used)."""
+        for row in inputs:
+            if not row.credential_id or self.vault is None:
+                continue
+            if await self._db(store.inputs_with_credential, self.engine, row.tenant_id, row.credential_id):
+                continue
+            try:
+                await self.vault.delete(row.tenant_id, row.credential_id)
+            except Exception as exc:
+                log.warning(
+                    "input.passphrase_not_deleted",
+                    extra={
+                        "input_id": row.id,
+                        "credential_id": row.credential_id,
+                        "error": type(exc).__name__,
+                    },
+                )
 
     # --- outputs ---
 
@@ -691,9 +730,13 @@ class Api:
             "credential.rotated",
             extra={"tenant_id": tenant_id, "credential_id": credential_id, "version": info.version},
         )
-        await self._db(
-            store.set_key_hint, self.engine, tenant_id, credential_id, info.hint.replace("…", "****")
+        hint = info.hint.replace("…", "****")
+        await self._db(store.set_key_hint, self.engine, tenant_id, credential_id, hint)
+        events = await self._db(
+            store.rotated_input_credential, self.engine, tenant_id, credential_id, info.version, hint
         )
+        for event_id in events:  # ingest resolves the new passphrase: the next callers need it
+            await self._publish(event_id)
         return json_response(views.credential_view(info))
 
     async def delete_credential(self, request: web.Request) -> web.Response:
@@ -705,6 +748,9 @@ class Api:
             raise conflict(
                 f"credential is used by {len(users)} output(s) ({users[0].id}): delete or change them first"
             )
+        inputs = await self._db(store.inputs_with_credential, self.engine, tenant_id, credential_id)
+        if inputs:
+            raise conflict(f"credential is the passphrase of input {inputs[0].id}: delete the input first")
         await credentials.call(vault.delete(tenant_id, credential_id, info.version))
         log.info("credential.deleted", extra={"tenant_id": tenant_id, "credential_id": credential_id})
         return web.Response(status=204)

@@ -188,7 +188,8 @@ async def store_key(
 
 class KeyMover:
     """Outputs stored before the vault (a URL with its key): each key moves into a new vault credential and
-    the row keeps the URL without it. Runs at start and retries until the vault answers."""
+    the row keeps the URL without it; SRT inputs stored with their passphrase in the row: it moves into a
+    new credential and the row keeps only the reference. Runs at start and retries until the vault answers."""
 
     def __init__(
         self,
@@ -242,6 +243,26 @@ class KeyMover:
             else:  # the row changed meanwhile: leave it for the next start
                 with contextlib.suppress(Exception):
                     await self._vault.delete(row.tenant_id, info.id)
+        for legacy in await asyncio.to_thread(store.inputs_with_passphrases, self._engine):
+            name = f"SRT input ({legacy.role}) of {legacy.event_id}"
+            try:
+                info = await self._vault.create(
+                    legacy.tenant_id, name, "srt_passphrase", Secret(legacy.passphrase)
+                )
+            except VaultFailure as exc:
+                log.warning(
+                    "credentials.passphrase_not_moved", extra={"input_id": legacy.id, "code": exc.code}
+                )
+                continue
+            hint = urls.mask_secret(legacy.passphrase)
+            if await asyncio.to_thread(
+                store.attach_input_credential, self._engine, legacy, info.id, info.version, hint
+            ):
+                moved += 1
+                events.add(legacy.event_id)
+            else:
+                with contextlib.suppress(Exception):
+                    await self._vault.delete(legacy.tenant_id, info.id)
         for event_id in sorted(events):
             with contextlib.suppress(Exception):
                 await self._publish(event_id)

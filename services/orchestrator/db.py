@@ -64,10 +64,15 @@ inputs = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the stream key
     sa.Column("key_hint", sa.String(8), nullable=False),  # its last four characters
     sa.Column("created_at", sa.Float, nullable=False),
-    # SRT: the AES passphrase ingest sets per connection (until the vault holds it), key length, latency
+    # SRT: key length and latency; an encrypted input's passphrase is in the vault (``credential_id``,
+    # bumped ``credential_version`` on a rotation). ``passphrase`` holds one only in a database from
+    # before that, until the orchestrator's start moves it to the vault and clears it.
     sa.Column("passphrase", sa.String(79), nullable=False, server_default=""),
     sa.Column("pbkeylen", sa.Integer, nullable=False, server_default="0"),
     sa.Column("latency_ms", sa.Integer, nullable=False, server_default="120"),
+    sa.Column("credential_id", sa.String(64), nullable=True),
+    sa.Column("credential_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("passphrase_hint", sa.String(16), nullable=False, server_default=""),
     sa.UniqueConstraint("event_id", "role", name="uq_inputs_event_role"),
 )
 

@@ -53,9 +53,11 @@ def event_spec(detail: store.EventDetail) -> messages.EventSpec:
                 role=i.role,  # type: ignore[arg-type]
                 protocol=i.protocol,
                 key_hash=i.key_hash,
-                passphrase=i.passphrase,
+                passphrase=i.passphrase,  # set only until the start moves it to the vault
                 pbkeylen=i.pbkeylen,
                 latency_ms=i.latency_ms,
+                credential_id=i.credential_id or "",
+                credential_version=i.credential_version,
             )
             for i in detail.inputs
         ),

@@ -151,6 +151,15 @@ def _v6_profiles(conn: Connection) -> None:
     md.tables["profiles"].create(conn)
 
 
+def _v7_input_credentials(conn: Connection) -> None:
+    for ddl in (
+        "ALTER TABLE inputs ADD COLUMN credential_id VARCHAR(64)",
+        "ALTER TABLE inputs ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE inputs ADD COLUMN passphrase_hint VARCHAR(16) NOT NULL DEFAULT ''",
+    ):
+        conn.execute(sa.text(ddl))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial: tenants, api keys, events, inputs, outputs", _v1_initial),
     Migration(2, "outputs: platform preset, paired backup, auto-disable, generation", _v2_output_policy),
@@ -158,6 +167,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "inputs: SRT passphrase, key length and latency", _v4_srt_inputs),
     Migration(5, "outputs: vault credential reference and key hint", _v5_output_credentials),
     Migration(6, "outputs: encoding profile; tenants' own profiles; events: rollback mode", _v6_profiles),
+    Migration(7, "inputs: SRT passphrase as a vault credential reference", _v7_input_credentials),
 )
 
 

@@ -62,9 +62,16 @@ class Input:
     key_hash: str
     key_hint: str
     created_at: float
-    passphrase: str = field(default="", repr=False)  # SRT ingest credential: never logged or returned
+    passphrase: str = field(default="", repr=False)  # only from before the vault: moved there at start
     pbkeylen: int = 0
     latency_ms: int = 120
+    credential_id: str | None = None  # SRT: the vault credential with the passphrase
+    credential_version: int = 0
+    passphrase_hint: str = ""
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.passphrase or self.credential_id)
 
 
 @dataclass(frozen=True)
@@ -391,9 +398,11 @@ def create_input(
     protocol: str,
     key_hash: str,
     key_hint: str,
-    passphrase: str = "",
     pbkeylen: int = 0,
     latency_ms: int = 120,
+    credential_id: str | None = None,
+    credential_version: int = 0,
+    passphrase_hint: str = "",
 ) -> Input:
     created = Input(
         id=new_id("in"),
@@ -404,9 +413,11 @@ def create_input(
         key_hash=key_hash,
         key_hint=key_hint,
         created_at=time.time(),
-        passphrase=passphrase,
         pbkeylen=pbkeylen,
         latency_ms=latency_ms,
+        credential_id=credential_id,
+        credential_version=credential_version,
+        passphrase_hint=passphrase_hint,
     )
     with engine.begin() as conn:
         event = _locked_event(conn, tenant_id, event_id)
@@ -442,6 +453,65 @@ def delete_input(engine: Engine, tenant_id: str, input_id: str) -> str:
         conn.execute(db.inputs.delete().where(db.inputs.c.id == input_id))
         _touch(conn, event, **({"locked_input": ""} if event.locked_input == input_id else {}))
     return found.event_id
+
+
+def inputs_with_credential(engine: Engine, tenant_id: str, credential_id: str) -> list[Input]:
+    """The tenant's inputs whose SRT passphrase is ``credential_id``."""
+    with engine.begin() as conn:
+        return _inputs_on(conn, tenant_id, credential_id)
+
+
+def rotated_input_credential(
+    engine: Engine, tenant_id: str, credential_id: str, version: int, hint: str
+) -> list[str]:
+    """After a rotation: the inputs on ``credential_id`` take its new version and hint (so ingest resolves
+    the new passphrase); returns their events, whose desired state changed."""
+    events = []
+    with engine.begin() as conn:
+        for found in _inputs_on(conn, tenant_id, credential_id):
+            conn.execute(
+                db.inputs.update()
+                .where(db.inputs.c.id == found.id)
+                .values(credential_version=version, passphrase_hint=hint)
+            )
+            _touch(conn, _locked_event(conn, tenant_id, found.event_id))
+            events.append(found.event_id)
+    return sorted(set(events))
+
+
+def _inputs_on(conn: Connection, tenant_id: str, credential_id: str) -> list[Input]:
+    rows = conn.execute(
+        sa.select(db.inputs).where(
+            db.inputs.c.tenant_id == tenant_id, db.inputs.c.credential_id == credential_id
+        )
+    )
+    return [_input(r) for r in rows]
+
+
+def inputs_with_passphrases(engine: Engine) -> list[Input]:
+    """Inputs stored before the vault held input passphrases: the passphrase is still in the row."""
+    with engine.begin() as conn:
+        return [_input(r) for r in conn.execute(sa.select(db.inputs).where(db.inputs.c.passphrase != ""))]
+
+
+def attach_input_credential(engine: Engine, row: Input, credential_id: str, version: int, hint: str) -> bool:
+    """The input's passphrase moved to ``credential_id``: clear it from the row (when the row is unchanged)."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            db.inputs.update()
+            .where(
+                db.inputs.c.id == row.id,
+                db.inputs.c.passphrase == row.passphrase,
+                db.inputs.c.credential_id.is_(None),
+            )
+            .values(
+                passphrase="", credential_id=credential_id, credential_version=version, passphrase_hint=hint
+            )
+        )
+        if done.rowcount != 1:
+            return False
+        _touch(conn, _locked_event(conn, row.tenant_id, row.event_id))
+    return True
 
 
 # --- outputs ---

@@ -99,6 +99,7 @@ class InputView(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: int | None = None
     encrypted: bool = False
     pbkeylen: int | None = None
+    credential_id: str | None = None  # SRT: the vault credential holding the passphrase (rotate it there)
     srt: SrtTransportView | None = None
     degraded: bool = False  # a contribution threshold is crossed; degraded_reasons says which
     degraded_reasons: list[str] = []
@@ -280,8 +281,9 @@ def publish_url(settings: Settings, stream_key: str, row: store.Input | None = N
     if row is None or row.protocol != "srt":
         return f"rtmp://{settings.public_host}:{settings.rtmp_port}/live/{stream_key}"
     url = f"srt://{settings.public_host}:{settings.srt_port}?streamid={publish_streamid(stream_key)}"
-    if row.passphrase:
-        url += f"&passphrase={urls.mask_secret(row.passphrase)}&pbkeylen={row.pbkeylen or 16}"
+    if row.encrypted:
+        hint = row.passphrase_hint or urls.mask_secret(row.passphrase) or "****"
+        url += f"&passphrase={hint}&pbkeylen={row.pbkeylen or 16}"
     return url
 
 
@@ -290,8 +292,9 @@ def _srt_fields(row: store.Input, health: InputHealth | None) -> dict[str, Any]:
         return {}
     fields: dict[str, Any] = {
         "latency_ms": row.latency_ms,
-        "encrypted": bool(row.passphrase),
-        "pbkeylen": (row.pbkeylen or 16) if row.passphrase else None,
+        "encrypted": row.encrypted,
+        "pbkeylen": (row.pbkeylen or 16) if row.encrypted else None,
+        "credential_id": row.credential_id,
     }
     if health is not None and health.connected:
         fields["srt"] = SrtTransportView(

@@ -1,9 +1,11 @@
 """The vault service: credential requests on NATS (``subjects.vault_request(op)``, queue group ``vault``).
 
 create / rotate / delete / verify / describe / list come from the orchestrator; resolve from the output
-worker that holds the output's lease, at connect time. A resolve is answered only when the requester
-holds the lease, the output (in desired state) references the credential, the secret opens, and the
-audit record is stored; the value goes back sealed to the worker's one-time key. Every refusal is a
+worker that holds the output's lease, at connect time, or from ingest for an SRT input's passphrase
+(ingest sets it on every caller's handshake, so it holds it while the input exists). A resolve is
+answered only when the output's requester holds its lease (an input has none: any ingest may take its
+callers), the output or input (in desired state) references the credential, the secret opens, and the
+audit record is stored; the value goes back sealed to the requester's one-time key. Every refusal is a
 typed ``VaultError(code, description)``.
 """
 
@@ -387,6 +389,7 @@ class VaultService:
             requester=request.worker[:64],
             outcome="ok",
             output_id=request.output_id[:64],
+            input_id=request.input_id[:64],
         )
         try:
             reply = await self._resolve(request)
@@ -397,7 +400,12 @@ class VaultService:
             )
             log.warning(
                 "vault.resolve_refused",
-                extra={"output_id": record.output_id, "worker": record.requester, "code": code},
+                extra={
+                    "output_id": record.output_id,
+                    "input_id": record.input_id,
+                    "worker": record.requester,
+                    "code": code,
+                },
             )
             raise
         try:
@@ -421,31 +429,48 @@ class VaultService:
 
     async def _resolve(self, request: vm.ResolveCredential) -> vm.ResolveReply:
         tenant_id = _check_id(request.tenant_id, "tenant_id")
-        output_id = _check_id(request.output_id, "output_id")
         event_id = _check_id(request.event_id, "event_id")
-        assert self._leases is not None and self._desired is not None
-        holder = await leases.holder(self._leases, output_id)
-        if holder is None or holder != request.worker:
-            raise Refused(vm.NO_LEASE, "the requester does not hold this output's lease")
-        try:
-            entry = await self._desired.get(subjects.desired_event_key(event_id))
-            spec = decode_message(entry.value or b"", EventSpec)
-        except (KeyNotFoundError, msgspec.ValidationError, msgspec.DecodeError):
-            spec = None
-        output = None
-        if spec is not None and spec.tenant_id == tenant_id:
-            output = next((o for o in spec.outputs if o.id == output_id), None)
-        if output is None or getattr(output, "credential_id", "") != request.credential_id:
-            raise Refused(vm.NOT_REFERENCED, "the output does not reference this credential")
+        if request.input_id and not request.output_id:
+            input_id = _check_id(request.input_id, "input_id")
+            spec = await self._event_spec(tenant_id, event_id)
+            found = next((i for i in spec.inputs if i.id == input_id), None) if spec else None
+            if (
+                found is None
+                or found.protocol != "srt"
+                or not request.credential_id
+                or found.credential_id != request.credential_id
+            ):
+                raise Refused(vm.NOT_REFERENCED, "the input does not reference this credential")
+            context = vm.value_context("resolve-input", tenant_id, request.credential_id, input_id)
+        else:
+            output_id = _check_id(request.output_id, "output_id")
+            assert self._leases is not None
+            holder = await leases.holder(self._leases, output_id)
+            if holder is None or holder != request.worker:
+                raise Refused(vm.NO_LEASE, "the requester does not hold this output's lease")
+            spec = await self._event_spec(tenant_id, event_id)
+            output = next((o for o in spec.outputs if o.id == output_id), None) if spec else None
+            if output is None or getattr(output, "credential_id", "") != request.credential_id:
+                raise Refused(vm.NOT_REFERENCED, "the output does not reference this credential")
+            context = vm.value_context("resolve", tenant_id, request.credential_id, output_id)
         row = await self._row(tenant_id, request.credential_id)
         keyring = await self._keyring_with(row.master_version)
         plain = envelope.open_sealed(keyring, tenant_id, row.id, row.sealed)
-        context = vm.value_context("resolve", tenant_id, row.id, output_id)
         try:
             ephemeral, box = sealed_box.seal(request.reply_key, plain, context)
         except sealed_box.BoxError as exc:
             raise Refused(vm.BAD_REQUEST, str(exc)) from None
         return vm.ResolveReply(value=vm.SealedValue(0, ephemeral, box), kind=row.kind)
+
+    async def _event_spec(self, tenant_id: str, event_id: str) -> EventSpec | None:
+        """The event as desired state has it, when it is the tenant's."""
+        assert self._desired is not None
+        try:
+            entry = await self._desired.get(subjects.desired_event_key(event_id))
+            spec = decode_message(entry.value or b"", EventSpec)
+        except (KeyNotFoundError, msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        return spec if spec.tenant_id == tenant_id else None
 
     async def rekey(self, request: vm.Rekey) -> vm.RekeyReply:
         async with self._rekey_lock:

@@ -129,6 +129,35 @@ def test_ffmpeg_and_srt_live_transmit_share_the_port_and_bad_callers_are_refused
     assert sorted(p.name.rsplit("-", 1)[0] for p in dest.recordings()) == ["srt-a", "srt-b"]
 
 
+def test_an_input_passphrase_rotated_in_the_vault_takes_effect_at_ingest_without_a_restart(
+    stack: Stack, tmp_path: Path
+) -> None:
+    ev = stack.create_event("rotation")
+    inp = stack.add_input(ev["id"], protocol="srt", passphrase=PASSPHRASE, pbkeylen=16)
+    stack.ok("POST", f"/v1/events/{ev['id']}/start")
+    wait_srt_listening(stack)
+    wait_until(lambda: stack.log_text().count("ingest.passphrase_resolved") == 1, 15, "ingest to resolve")
+    ingest_pid = stack.child_pid("ingest")
+    new_phrase = "rotated-e2e-passphrase-77"
+    stack.ok("POST", f"/v1/credentials/{inp['credential_id']}/rotate", {"value": new_phrase})
+    wait_until(lambda: stack.log_text().count("ingest.passphrase_resolved") == 2, 15, "the new version")
+    old = refused_publish(caller_url(inp, PASSPHRASE), tmp_path / "old.log")
+    assert old != 0, "the rotated-out passphrase still got in"
+    wait_until(lambda: "wrong passphrase" in stack.log_text(), 10, "the refusal to be logged")
+    pub = ffmpeg.publish(
+        caller_url(inp, new_phrase), duration=4, size="320x240", bitrate="300k", log_path=tmp_path / "new.log"
+    )
+    try:
+        stack.wait_input_connected(ev["id"], inp["id"])
+        ffmpeg.wait_published(pub, 30)
+    finally:
+        ffmpeg.stop(pub)
+    assert stack.child_pid("ingest") == ingest_pid, "ingest restarted"
+    text = stack.log_text()
+    for secret in (PASSPHRASE, new_phrase):
+        assert secret not in text, "a passphrase reached the logs"
+
+
 def test_rtmp_input_delivered_to_an_srt_caller_and_pulled_from_an_srt_listener(
     stack: Stack, tmp_path: Path
 ) -> None:

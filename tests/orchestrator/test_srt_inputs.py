@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
 
+from services.ingest.input_secrets import InputSecrets
+from services.ingest.keys import KeyDirectory
+from services.ingest.srt_server import SrtIngest
+from services.orchestrator import db, store
+from services.orchestrator.credentials import KeyMover
 from shared import messages, subjects
+from shared import vault_messages as vm
+from shared.srt import lib as L
 from shared.srt.streamid import parse
+from shared.vault_client import VaultClient, VaultFailure
 from tests.peers.procs import async_wait_until
 
 from .conftest import Api
@@ -38,12 +48,82 @@ async def test_srt_input_with_passphrase_gives_a_caller_url_and_keeps_the_passph
     assert key not in view["publish_url"] and view["publish_url"].endswith("&passphrase=****aple&pbkeylen=32")
     for body in (created, detail, await api.ok("GET", f"/v1/inputs/{created['id']}")):
         assert PASSPHRASE not in str(body)
-    # ingest gets the passphrase through desired state
+    # the passphrase is a vault credential: desired state and the database name it, never hold it
+    cred = created["credential_id"]
+    assert cred and view["credential_id"] == cred
+    info = await api.ok("GET", f"/v1/credentials/{cred}")
+    assert (info["kind"], info["hint"]) == ("srt_passphrase", "…aple")
     spec = await spec_of(api, ev["id"])
     assert spec is not None
     (inp,) = spec.inputs
-    assert (inp.protocol, inp.passphrase, inp.pbkeylen, inp.latency_ms) == ("srt", PASSPHRASE, 32, 200)
-    assert PASSPHRASE not in repr(inp)
+    assert (inp.protocol, inp.passphrase, inp.pbkeylen, inp.latency_ms) == ("srt", "", 32, 200)
+    assert (inp.credential_id, inp.credential_version, inp.encrypted) == (cred, 1, True)
+    assert PASSPHRASE.encode() not in messages.encode(spec) and PASSPHRASE not in repr(inp)
+    row = store.get_input(api.orchestrator.engine, db.DEFAULT_TENANT_ID, created["id"])
+    assert PASSPHRASE not in repr(row.__dict__)
+    # ingest resolves it by reference, for this input only; the vault audits it
+    vault = VaultClient(api.nc)
+    secret, kind = await vault.resolve_input("tn_default", ev["id"], created["id"], cred, "ingest-test")
+    assert (secret.reveal(), kind) == (PASSPHRASE, "srt_passphrase")
+    for wrong in ((ev["id"], "in_other", cred), ("ev_other", created["id"], cred)):
+        with pytest.raises(VaultFailure) as refused:
+            await vault.resolve_input("tn_default", *wrong, "ingest-test")
+        assert refused.value.code == vm.NOT_REFERENCED
+    with pytest.raises(VaultFailure) as as_output:  # an output's resolve still needs the output's lease
+        await vault.resolve("tn_default", ev["id"], created["id"], cred, "ingest-test")
+    assert as_output.value.code == vm.NO_LEASE
+
+
+async def test_an_srt_input_passphrase_rotates_and_leaves_with_its_input(api: Api) -> None:
+    ev = await api.ok("POST", "/v1/events", {"name": "rotation"})
+    body = {"role": "primary", "protocol": "srt", "passphrase": PASSPHRASE}
+    created = await api.ok("POST", f"/v1/events/{ev['id']}/inputs", body)
+    cred = created["credential_id"]
+    in_use = await api.call("DELETE", f"/v1/credentials/{cred}")
+    assert in_use.status == 409 and created["id"] in in_use.error["message"]
+    rotated = await api.ok("POST", f"/v1/credentials/{cred}/rotate", {"value": "a-new-passphrase-9876"})
+    spec = await spec_of(api, ev["id"])
+    assert spec is not None and spec.inputs[0].credential_version == rotated["version"] > 1
+    view = await api.ok("GET", f"/v1/inputs/{created['id']}")
+    assert view["publish_url"].endswith("&passphrase=****9876&pbkeylen=16")
+    secret, _ = await VaultClient(api.nc).resolve_input("tn_default", ev["id"], created["id"], cred, "t")
+    assert secret.reveal() == "a-new-passphrase-9876"
+    await api.ok("DELETE", f"/v1/inputs/{created['id']}")
+    gone = await api.call("GET", f"/v1/credentials/{cred}")
+    assert gone.status == 404
+
+
+async def test_an_srt_input_is_not_created_half_when_its_event_is_missing_or_taken(api: Api) -> None:
+    ev = await api.ok("POST", "/v1/events", {"name": "half"})
+    body = {"role": "primary", "protocol": "srt", "passphrase": PASSPHRASE}
+    assert (await api.call("POST", "/v1/events/ev_missing/inputs", body)).status == 404
+    await api.ok("POST", f"/v1/events/{ev['id']}/inputs", body)
+    taken = await api.call("POST", f"/v1/events/{ev['id']}/inputs", body)
+    assert taken.status == 409
+    kinds = [c["kind"] for c in (await api.ok("GET", "/v1/credentials"))["credentials"]]
+    assert kinds.count("srt_passphrase") == 1, "the refused input's credential was removed"
+
+
+async def test_passphrases_stored_before_the_vault_move_into_it(api: Api) -> None:
+    ev = await api.ok("POST", "/v1/events", {"name": "legacy"})
+    engine = api.orchestrator.engine
+    legacy = store.create_input(
+        engine, db.DEFAULT_TENANT_ID, ev["id"], "primary", "srt", "f" * 64, "ffff", 16
+    )
+    with engine.begin() as conn:  # as an orchestrator before migration 7 left it
+        conn.execute(db.inputs.update().where(db.inputs.c.id == legacy.id).values(passphrase=PASSPHRASE))
+    mover = KeyMover(engine, VaultClient(api.nc), api.orchestrator.desired.publish)
+    assert await mover.move_all() == 1
+    assert await mover.move_all() == 0, "moved once"
+    row = store.get_input(engine, db.DEFAULT_TENANT_ID, legacy.id)
+    assert row.passphrase == "" and row.credential_id and row.passphrase_hint == "****aple"
+    spec = await spec_of(api, ev["id"])
+    assert spec is not None and spec.inputs[0].credential_id == row.credential_id
+    assert PASSPHRASE.encode() not in messages.encode(spec)
+    secret, _ = await VaultClient(api.nc).resolve_input(
+        "tn_default", ev["id"], legacy.id, row.credential_id, "t"
+    )
+    assert secret.reveal() == PASSPHRASE
 
 
 async def test_srt_defaults_without_encryption(api: Api) -> None:
@@ -131,3 +211,43 @@ async def test_srt_outputs_are_validated_and_their_secrets_never_shown(api: Api)
         assert reply.status == 422 and reply.error["field"] == field, reply.body
     bad = await api.call("POST", path, {"name": "x", "url": f"srt://h:9?passphrase={PASSPHRASE}&pbkeylen=7"})
     assert bad.status == 422 and PASSPHRASE not in str(bad.body)
+
+
+async def test_ingest_admits_an_encrypted_caller_only_with_the_resolved_passphrase(api: Api) -> None:
+    """The handshake hook with the real directory, vault and desired state: before the passphrase is
+    resolved (or after a rotation, before the new one is) a caller is refused, never let in unencrypted."""
+    ev = await api.ok("POST", "/v1/events", {"name": "hook"})
+    body = {"role": "primary", "protocol": "srt", "passphrase": PASSPHRASE, "pbkeylen": 24}
+    created = await api.ok("POST", f"/v1/events/{ev['id']}/inputs", body)
+    keys, secrets = KeyDirectory(), InputSecrets(VaultClient(api.nc), "ingest-test", retry_s=0.1)
+    srt = SrtIngest(api.nc, keys, secrets, "ingest-test")
+    caller = f"#!::r={created['stream_key']},m=publish"
+
+    async def load() -> None:
+        spec = await spec_of(api, ev["id"])
+        keys.update(ev["id"], spec)
+        secrets.update(ev["id"], spec)
+
+    await load()
+    before = srt._hook(1, "127.0.0.1:5000", caller)
+    assert (before.accept, before.reject_code, before.passphrase) == (False, L.SRT_REJX_UNAVAILABLE, "")
+    task = asyncio.ensure_future(secrets.run())
+    try:
+        await async_wait_until(lambda: not secrets.missing(), 10, "the passphrase to be resolved")
+        admitted = srt._hook(2, "127.0.0.1:5001", caller)
+        assert (admitted.accept, admitted.passphrase, admitted.latency_ms) == (True, PASSPHRASE, 120)
+        await api.ok(
+            "POST", f"/v1/credentials/{created['credential_id']}/rotate", {"value": "rotated-phrase-5555"}
+        )
+        await load()
+        assert not srt._hook(3, "127.0.0.1:5002", caller).accept, "the old version is not used once rotated"
+        await async_wait_until(lambda: not secrets.missing(), 10, "the new version to be resolved")
+        assert srt._hook(4, "127.0.0.1:5003", caller).passphrase == "rotated-phrase-5555"
+        await api.ok("DELETE", f"/v1/inputs/{created['id']}")
+        await load()
+        assert secrets.missing() == [] and secrets.get(created["id"], created["credential_id"], 2) is None
+        assert not srt._hook(5, "127.0.0.1:5004", caller).accept
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
