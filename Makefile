@@ -26,7 +26,7 @@ bench: setup  ## prints figures against nginx-rtmp and ffmpeg measured in the sa
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict shared
+	$(VENV)/bin/mypy --strict shared services
 
 clean:  ## caches and build leftovers; keeps .venv and ./var (your data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info bench/.cache

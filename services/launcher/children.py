@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ctypes
 import signal
+from collections.abc import Callable
+from typing import TypedDict
 
 _PR_SET_PDEATHSIG = 1
 
@@ -18,4 +20,9 @@ def die_with_parent() -> None:
         pass  # not Linux: children may outlive a killed launcher
 
 
-SPAWN_OPTIONS = {"start_new_session": True, "preexec_fn": die_with_parent}
+class SpawnOptions(TypedDict):
+    start_new_session: bool
+    preexec_fn: Callable[[], None]
+
+
+SPAWN_OPTIONS: SpawnOptions = {"start_new_session": True, "preexec_fn": die_with_parent}

@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from services.output import policy as output_policy
+from services.output.secure_connect import srt_url_without_passphrase
 from services.transcode import profiles
 from shared import messages, netguard, urls
 from shared.config import Settings
@@ -571,7 +572,7 @@ class Api:
             credential_id, key_hint = split.id, split.hint.replace("…", "****")
             backup_url = credentials.split_key(backup_url)[0] if backup_url else None
         elif credentials.is_srt(url):  # an SRT passphrase goes to the vault; the URL keeps the other options
-            keyless, passphrase = credentials.srt_url_without_passphrase(url)
+            keyless, passphrase = srt_url_without_passphrase(url)
             if passphrase is not None:
                 split = await credentials.store_key(
                     self.vault, tenant_id, body.name.strip(), passphrase, None, "", "url", "srt_passphrase"

@@ -187,7 +187,7 @@ def with_overrides(classes: Mapping[str, DestinationPolicy], spec: str) -> dict[
         except ValueError:
             raise ValueError(f"{POLICY_ENV}: {name} needs a number, got {raw.strip()!r}") from None
         for n in names:
-            out[n] = dataclasses.replace(out[n], **{name: value})
+            out[n] = dataclasses.replace(out[n], **{name: value})  # type: ignore[arg-type]  # name checked above
     return out
 
 

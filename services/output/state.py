@@ -55,8 +55,8 @@ def backoff_delay(
 ) -> float:
     """Exponential backoff: first, 2*first, 4*first... capped; ``jitter`` in [0, 1) takes up to
     ``spread`` of the pause off, so destinations that failed together do not retry together."""
-    base = min(cap, first * (2 ** min(63, max(0, failures - 1))))
-    return base * (1.0 - spread * jitter)
+    base = min(cap, first * 2.0 ** min(63, max(0, failures - 1)))
+    return float(base * (1.0 - spread * jitter))
 
 
 # --- inputs ---
