@@ -91,6 +91,11 @@ async def test_an_srt_input_passphrase_rotates_and_leaves_with_its_input(api: Ap
     await api.ok("DELETE", f"/v1/inputs/{created['id']}")
     gone = await api.call("GET", f"/v1/credentials/{cred}")
     assert gone.status == 404
+    other = await api.ok("POST", "/v1/events", {"name": "deleted whole"})
+    inp = await api.ok("POST", f"/v1/events/{other['id']}/inputs", body)
+    await api.ok("GET", f"/v1/credentials/{inp['credential_id']}")
+    await api.ok("DELETE", f"/v1/events/{other['id']}")
+    assert (await api.call("GET", f"/v1/credentials/{inp['credential_id']}")).status == 404
 
 
 async def test_an_srt_input_is_not_created_half_when_its_event_is_missing_or_taken(api: Api) -> None:
