@@ -29,10 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.doc import write_section  # noqa: E402
 from bench.fanout_bench import (  # noqa: E402
     _collect_stats,
     _pct,
-    _write_section,
     make_source,
     measure,
     publisher,
@@ -261,7 +261,7 @@ def main() -> None:
     section = render(runs, args.seconds, command.strip())
     print()
     print(section)
-    _write_section(Path(args.out), section)
+    write_section(section, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.doc import write_section  # noqa: E402
 from tests.peers import ffmpeg  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
 from tests.peers.procs import wait_until  # noqa: E402
@@ -249,17 +250,6 @@ def report(settings: list[Setting], failures: int) -> str:
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures from the scripts in bench/.\n"
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -287,7 +277,7 @@ def main() -> None:
     section = report(settings, args.failures)
     print(section)
     if not args.no_write:
-        write_doc(section)
+        write_section(section, DOC)
         print(f"written to {DOC.relative_to(ROOT)}")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.doc import write_section  # noqa: E402
 from bench.procstat import children, cpu_seconds, pss_mb, rss_mb  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
 from tests.peers.procs import stop, wait_until  # noqa: E402
@@ -346,25 +347,7 @@ def main() -> None:
     table = render(results, args.seconds, command.strip())
     print()
     print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write_section(out, table)
-
-
-def _write_section(path: Path, section: str) -> None:
-    header = section.splitlines()[0]
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nFigures from the scripts in bench/; each section says how to reproduce it.\n\n"
-    )
-    if header in text:
-        start = text.index(header)
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end == -1 else text[end + 1 :])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section(table, Path(args.out))
 
 
 if __name__ == "__main__":

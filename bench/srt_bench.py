@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.doc import write_section  # noqa: E402
 from bench.fanout_bench import make_source  # noqa: E402
 from bench.procstat import TICKS, cpu_seconds, rss_mb  # noqa: E402
 from tests.peers.ports import free_port, udp_bound  # noqa: E402
@@ -195,18 +196,6 @@ def table(samples: list[Sample], facts: dict[str, object], seconds: float, ratio
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = text.find(HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
-        rest = "\n" + text[end + 1 :] if end >= 0 else ""
-        text = text[:start] + section.rstrip("\n") + "\n" + rest
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -224,7 +213,7 @@ def main() -> None:
     print(section)
     print("SRT statistics at the end of the window:", facts["srt"])
     if not args.no_doc:
-        write_doc(section)
+        write_section(section, DOC)
         print(f"written to {DOC.relative_to(ROOT)}")
 
 
