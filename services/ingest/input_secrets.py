@@ -4,12 +4,14 @@ libsrt asks for a caller's passphrase inside its listen callback, synchronously 
 where nothing can wait for the vault. So ingest resolves the passphrase of every SRT input desired state
 names (again when its credential is rotated: the version changes), holds it in memory as a ``Secret``,
 and forgets it when the input goes. A caller whose input's passphrase is not held yet is refused: an
-encrypted input never takes a caller without its encryption. Resolving retries until the vault answers.
+encrypted input never takes a caller without its encryption. Resolving retries, backing off up to a
+minute while the vault is away or refuses, and at once when desired state changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from shared.vault_client import VaultClient, VaultFailure, VaultUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_S = 2.0
+RETRY_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,19 @@ class InputSecrets:
         return sorted(i for i, want in self._wanted.items() if self._held.get(i, (None,))[0] != want)
 
     async def run(self) -> None:
+        failures = 0
         while True:
             await self._changed.wait()
             self._changed.clear()
-            if not await self._resolve_missing():
-                await asyncio.sleep(self._retry_s)
-                self._changed.set()
+            if await self._resolve_missing():
+                failures = 0
+                continue
+            # back off while the vault is away or refuses; a desired-state change retries at once
+            failures += 1
+            delay = min(RETRY_MAX_S, self._retry_s * 2 ** min(failures - 1, 10))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), delay)
+            self._changed.set()
 
     async def _resolve_missing(self) -> bool:
         """Resolve every passphrase not held; False when one could not be (try again later)."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from pathlib import Path
 
+import nats
 import pytest
 
 from services.ingest.input_secrets import InputSecrets
@@ -18,6 +21,7 @@ from shared import vault_messages as vm
 from shared.srt import lib as L
 from shared.srt.streamid import parse
 from shared.vault_client import VaultClient, VaultFailure
+from tests.peers.nats_server import start_nats
 from tests.peers.procs import async_wait_until
 
 from .conftest import Api
@@ -256,3 +260,37 @@ async def test_ingest_admits_an_encrypted_caller_only_with_the_resolved_passphra
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_without_the_vault_ingest_refuses_encrypted_callers_and_backs_off(
+    api: Api, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ev = await api.ok("POST", "/v1/events", {"name": "no vault"})
+    body = {"role": "primary", "protocol": "srt", "passphrase": PASSPHRASE}
+    created = await api.ok("POST", f"/v1/events/{ev['id']}/inputs", body)
+    spec = await spec_of(api, ev["id"])
+    lonely = start_nats(tmp_path / "nats")  # a bus where no vault answers
+    nc = await nats.connect(lonely.url)
+    secrets = InputSecrets(VaultClient(nc), "ingest-test", retry_s=0.05)
+    keys = KeyDirectory()
+    keys.update(ev["id"], spec)
+    secrets.update(ev["id"], spec)
+    srt = SrtIngest(nc, keys, secrets, "ingest-test")
+    task = asyncio.ensure_future(secrets.run())
+    try:
+        with caplog.at_level(logging.WARNING, logger="services.ingest.input_secrets"):
+            await asyncio.sleep(0)
+            await async_wait_until(lambda: "ingest.vault_unavailable" in caplog.text, 5, "a first attempt")
+            await asyncio.sleep(1.5)  # the window the attempts are counted in
+            attempts = caplog.text.count("ingest.vault_unavailable")
+        # 0.05 s doubling: at most 6 attempts in 1.5 s, where a fixed pause would have made 30
+        assert 2 <= attempts <= 7, attempts
+        assert secrets.missing() == [created["id"]]
+        refused = srt._hook(1, "127.0.0.1:5000", f"#!::r={created['stream_key']},m=publish")
+        assert (refused.accept, refused.reject_code) == (False, L.SRT_REJX_UNAVAILABLE)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await nc.close()
+        lonely.stop()
