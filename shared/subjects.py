@@ -108,13 +108,15 @@ ALL_WORKER_STATS = "fanout.stats.*.*"
 # --- vault: request/reply, answered by the vault service's queue group ---
 
 VAULT_QUEUE = "vault"
-VAULT_OPS = ("create", "rotate", "delete", "verify", "describe", "list", "resolve", "rekey", "transport_key")
+VAULT_OPS = (
+    "create", "rotate", "delete", "verify", "describe", "list", "resolve", "resolve_input", "rekey", "transport_key",
+)  # fmt: skip
 ALL_VAULT_REQUESTS = "fanout.vault.*"
 
 
 def vault_request(op: str) -> str:
-    """Request/reply to the vault: ``resolve`` is for output workers only, the rest for the orchestrator
-    (deploy/nats-permissions.conf)."""
+    """Request/reply to the vault: ``resolve`` is for output workers only, ``resolve_input`` for ingest
+    only, the rest for the orchestrator (deploy/nats-permissions.conf)."""
     if op not in VAULT_OPS:
         raise ValueError(f"unknown vault operation {op!r}")
     return f"fanout.vault.{op}"

@@ -171,17 +171,22 @@ class VaultClient:
     ) -> tuple[Secret, str]:
         """The credential's value (and kind) for the worker holding the output's lease."""
         context = vm.value_context("resolve", tenant_id, credential_id, output_id)
-        return await self._resolve(context, tenant_id, event_id, output_id, credential_id, worker, "")
+        return await self._resolve(
+            "resolve", context, tenant_id, event_id, output_id, credential_id, worker, ""
+        )
 
     async def resolve_input(
         self, tenant_id: str, event_id: str, input_id: str, credential_id: str, worker: str
     ) -> tuple[Secret, str]:
         """An SRT input's passphrase (and its kind) for ingest, which sets it on each caller's handshake."""
-        context = vm.value_context("resolve-input", tenant_id, credential_id, input_id)
-        return await self._resolve(context, tenant_id, event_id, "", credential_id, worker, input_id)
+        context = vm.value_context("resolve_input", tenant_id, credential_id, input_id)
+        return await self._resolve(
+            "resolve_input", context, tenant_id, event_id, "", credential_id, worker, input_id
+        )
 
     async def _resolve(
         self,
+        op: str,
         context: bytes,
         tenant_id: str,
         event_id: str,
@@ -200,7 +205,7 @@ class VaultClient:
             reply_key=sealed_box.public_bytes(private),
             input_id=input_id,
         )
-        reply = await self._request("resolve", request, vm.ResolveReply)
+        reply = await self._request(op, request, vm.ResolveReply)
         if reply.value is None:
             raise VaultFailure(vm.INTERNAL, "the vault's reply had no value")
         try:

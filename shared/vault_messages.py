@@ -114,9 +114,10 @@ class ListCredentials(msgspec.Struct, frozen=True):
 
 
 class ResolveCredential(msgspec.Struct, frozen=True):
-    """From the output worker that holds the output's lease, at connect time; or (``input_id`` set,
-    ``output_id`` empty) from ingest for an SRT input's passphrase, which it must hold before a caller's
-    handshake. Either way the value is answered only for the credential desired state names there."""
+    """``resolve``: from the output worker that holds the output's lease, at connect time (``output_id``).
+    ``resolve_input``: from ingest for an SRT input's passphrase, which it must hold before a caller's
+    handshake (``input_id``). Either way the value is answered only for the credential desired state
+    names there."""
 
     tenant_id: str
     event_id: str

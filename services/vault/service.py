@@ -1,8 +1,8 @@
 """The vault service: credential requests on NATS (``subjects.vault_request(op)``, queue group ``vault``).
 
 create / rotate / delete / verify / describe / list come from the orchestrator; resolve from the output
-worker that holds the output's lease, at connect time, or from ingest for an SRT input's passphrase
-(ingest sets it on every caller's handshake, so it holds it while the input exists). A resolve is
+worker that holds the output's lease, at connect time; resolve_input from ingest for an SRT input's
+passphrase (ingest sets it on every caller's handshake, so it holds it while the input exists). A resolve is
 answered only when the output's requester holds its lease (an input has none: any ingest may take its
 callers), the output or input (in desired state) references the credential, the secret opens, and the
 audit record is stored; the value goes back sealed to the requester's one-time key. Every refusal is a
@@ -123,6 +123,7 @@ class VaultService:
             "describe": (vm.DescribeCredential, vm.CredentialReply, self.describe),
             "list": (vm.ListCredentials, vm.CredentialListReply, self.list_credentials),
             "resolve": (vm.ResolveCredential, vm.ResolveReply, self.resolve),
+            "resolve_input": (vm.ResolveCredential, vm.ResolveReply, self.resolve_input),
             "rekey": (vm.Rekey, vm.RekeyReply, self.rekey),
         }
         for op, (request_type, reply_type, fn) in handlers.items():
@@ -382,8 +383,22 @@ class VaultService:
         return vm.CredentialListReply(credentials=[_info(r) for r in rows])
 
     async def resolve(self, request: vm.ResolveCredential) -> vm.ResolveReply:
+        """An output's credential, for the worker holding its lease."""
+        return await self._audited("resolve", request, self._output_context)
+
+    async def resolve_input(self, request: vm.ResolveCredential) -> vm.ResolveReply:
+        """An SRT input's passphrase, for ingest."""
+        return await self._audited("resolve_input", request, self._input_context)
+
+    async def _audited(
+        self,
+        op: str,
+        request: vm.ResolveCredential,
+        check: Callable[[vm.ResolveCredential, str, str], Awaitable[bytes]],
+    ) -> vm.ResolveReply:
+        """Answer a resolve that ``check`` allows (it returns the value's context), audited either way."""
         record = vm.AuditRecord(
-            op="resolve",
+            op=op,
             tenant_id=request.tenant_id if _ID.match(request.tenant_id) else "invalid",
             credential_id=request.credential_id[:64],
             requester=request.worker[:64],
@@ -392,7 +407,9 @@ class VaultService:
             input_id=request.input_id[:64],
         )
         try:
-            reply = await self._resolve(request)
+            tenant_id = _check_id(request.tenant_id, "tenant_id")
+            context = await check(request, tenant_id, _check_id(request.event_id, "event_id"))
+            reply = await self._sealed(request, tenant_id, context)
         except (Refused, envelope.EnvelopeError) as exc:
             code = exc.code
             await self._auditor.try_record(
@@ -401,6 +418,7 @@ class VaultService:
             log.warning(
                 "vault.resolve_refused",
                 extra={
+                    "op": op,
                     "output_id": record.output_id,
                     "input_id": record.input_id,
                     "worker": record.requester,
@@ -411,15 +429,14 @@ class VaultService:
         try:
             await self._auditor.record(record)
         except AuditUnavailable:
-            log.error(
-                "vault.resolve_refused", extra={"output_id": record.output_id, "code": vm.AUDIT_UNAVAILABLE}
-            )
+            log.error("vault.resolve_refused", extra={"op": op, "code": vm.AUDIT_UNAVAILABLE})
             raise Refused(
                 vm.AUDIT_UNAVAILABLE, "the audit record could not be stored: resolve refused"
             ) from None
         log.info(
             "vault.resolved",
             extra={
+                "op": op,
                 "tenant_id": request.tenant_id,
                 "credential_id": request.credential_id,
                 "worker": request.worker,
@@ -427,32 +444,36 @@ class VaultService:
         )
         return reply
 
-    async def _resolve(self, request: vm.ResolveCredential) -> vm.ResolveReply:
-        tenant_id = _check_id(request.tenant_id, "tenant_id")
-        event_id = _check_id(request.event_id, "event_id")
-        if request.input_id and not request.output_id:
-            input_id = _check_id(request.input_id, "input_id")
-            spec = await self._event_spec(tenant_id, event_id)
-            found = next((i for i in spec.inputs if i.id == input_id), None) if spec else None
-            if (
-                found is None
-                or found.protocol != "srt"
-                or not request.credential_id
-                or found.credential_id != request.credential_id
-            ):
-                raise Refused(vm.NOT_REFERENCED, "the input does not reference this credential")
-            context = vm.value_context("resolve-input", tenant_id, request.credential_id, input_id)
-        else:
-            output_id = _check_id(request.output_id, "output_id")
-            assert self._leases is not None
-            holder = await leases.holder(self._leases, output_id)
-            if holder is None or holder != request.worker:
-                raise Refused(vm.NO_LEASE, "the requester does not hold this output's lease")
-            spec = await self._event_spec(tenant_id, event_id)
-            output = next((o for o in spec.outputs if o.id == output_id), None) if spec else None
-            if output is None or getattr(output, "credential_id", "") != request.credential_id:
-                raise Refused(vm.NOT_REFERENCED, "the output does not reference this credential")
-            context = vm.value_context("resolve", tenant_id, request.credential_id, output_id)
+    async def _output_context(self, request: vm.ResolveCredential, tenant_id: str, event_id: str) -> bytes:
+        if request.input_id:
+            raise Refused(vm.BAD_REQUEST, "an input's passphrase is resolved with resolve_input")
+        output_id = _check_id(request.output_id, "output_id")
+        assert self._leases is not None
+        holder = await leases.holder(self._leases, output_id)
+        if holder is None or holder != request.worker:
+            raise Refused(vm.NO_LEASE, "the requester does not hold this output's lease")
+        spec = await self._event_spec(tenant_id, event_id)
+        output = next((o for o in spec.outputs if o.id == output_id), None) if spec else None
+        if output is None or getattr(output, "credential_id", "") != request.credential_id:
+            raise Refused(vm.NOT_REFERENCED, "the output does not reference this credential")
+        return vm.value_context("resolve", tenant_id, request.credential_id, output_id)
+
+    async def _input_context(self, request: vm.ResolveCredential, tenant_id: str, event_id: str) -> bytes:
+        if request.output_id:
+            raise Refused(vm.BAD_REQUEST, "an output's credential is resolved with resolve")
+        input_id = _check_id(request.input_id, "input_id")
+        spec = await self._event_spec(tenant_id, event_id)
+        found = next((i for i in spec.inputs if i.id == input_id), None) if spec else None
+        if (
+            found is None
+            or found.protocol != "srt"
+            or not request.credential_id
+            or found.credential_id != request.credential_id
+        ):
+            raise Refused(vm.NOT_REFERENCED, "the input does not reference this credential")
+        return vm.value_context("resolve_input", tenant_id, request.credential_id, input_id)
+
+    async def _sealed(self, request: vm.ResolveCredential, tenant_id: str, context: bytes) -> vm.ResolveReply:
         row = await self._row(tenant_id, request.credential_id)
         keyring = await self._keyring_with(row.master_version)
         plain = envelope.open_sealed(keyring, tenant_id, row.id, row.sealed)

@@ -1,6 +1,7 @@
 """deploy/nats-permissions.conf on a real nats-server: the vault serves as its own user; only the
-orchestrator may manage credentials, only output workers may resolve; any other user is refused by
-the server itself, and may not listen on the vault's subjects."""
+orchestrator may manage credentials, only output workers may resolve outputs' credentials and only
+ingest SRT inputs' passphrases; any other user is refused by the server itself, and may not listen on
+the vault's subjects."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ async def refused(conn: Conn, call: object) -> None:
     await async_wait_until(lambda: violated(conn), 5, "the violation")
 
 
-async def test_only_the_orchestrator_manages_and_only_output_resolves(
+async def test_only_the_orchestrator_manages_output_resolves_and_ingest_resolves_inputs(
     vault_service: VaultService, conns: dict[str, Conn]
 ) -> None:
     orch = VaultClient(conns["orchestrator"].nc, timeout=2)
@@ -132,9 +133,28 @@ async def test_only_the_orchestrator_manages_and_only_output_resolves(
 
     # the orchestrator may not resolve
     await refused(conns["orchestrator"], orch.resolve(tenant, "ev_x", "out_x", info.id, "output-1"))
+    conns["orchestrator"].errors.clear()
+    await refused(conns["orchestrator"], orch.resolve_input(tenant, "ev_x", "in_x", info.id, "orch"))
 
-    # ingest and router may call nothing on the vault
+    # ingest reaches resolve_input (refused by the vault: no input names the credential), and only that
+    ingest = VaultClient(conns["ingest"].nc, timeout=2)
+    with pytest.raises(VaultFailure) as err:
+        await ingest.resolve_input(tenant, "ev_x", "in_x", info.id, "ingest-1")
+    assert err.value.code == vm.NOT_REFERENCED
+    assert not conns["ingest"].errors
+    await refused(
+        conns["ingest"],
+        VaultClient(conns["ingest"].nc, timeout=1).resolve(tenant, "ev_x", "out_x", info.id, "output-1"),
+    )
+    conns["output"].errors.clear()
+    await refused(
+        conns["output"],
+        VaultClient(conns["output"].nc, timeout=1).resolve_input(tenant, "ev_x", "in_x", info.id, "o"),
+    )
+
+    # the router may call nothing on the vault
     for name in ("ingest", "router"):
+        conns[name].errors.clear()
         client = VaultClient(conns[name].nc, timeout=1)
         await refused(conns[name], client.describe(tenant, info.id))
     assert [c.version for c in await orch.list(tenant)] == [1], "nothing changed"
