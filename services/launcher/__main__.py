@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-from shared import config, logs
+from shared import config, logs, urls
 
 from . import nats_embedded
 from .supervisor import Supervisor, child_env
@@ -27,20 +27,28 @@ async def main() -> int:
         loop.add_signal_handler(sig, stop.set)
 
     nats_proc = None
+    service_urls: dict[str, str] = {}
     nats_url = settings.nats_url
-    if nats_url is None:
-        nats_proc, nats_url = await nats_embedded.start(settings.data_dir)
-        log.info("launcher.nats_started", extra={"url": nats_url, "data": str(settings.data_dir / "nats")})
+    if nats_url is None:  # embedded: each service connects as its own user
+        nats_proc, service_urls = await nats_embedded.start(settings.data_dir)
+        nats_url = service_urls[nats_embedded.OPERATOR]
+        log.info(
+            "launcher.nats_started",
+            extra={"url": urls.sanitize(nats_url), "data": str(settings.data_dir / "nats")},
+        )
     supervisor = Supervisor(child_env(FANOUT_NATS_URL=nats_url, FANOUT_DATA_DIR=str(settings.data_dir)))
     for name in SERVICES:
-        supervisor.add(name)
+        supervisor.add(name, {"FANOUT_NATS_URL": service_urls[name]} if name in service_urls else {})
     supervisor.start()
     api = f"http://{settings.public_host}:{settings.http_port}"
+    nats_note = (
+        f" (one user per service; operator URL in {settings.data_dir / 'nats.url'})" if nats_proc else ""
+    )
     print(
         "\nFanout is starting.\n"
         f"  API:          {api}/v1 (OpenAPI: {api}/v1/openapi.json)\n"
         f"  RTMP ingest:  rtmp://{settings.public_host}:{settings.rtmp_port}/live/<stream key>\n"
-        f"  NATS:         {nats_url}\n"
+        f"  NATS:         {urls.sanitize(nats_url)}{nats_note}\n"
         f"  Data:         {settings.data_dir}\n"
         "  Admin key:    FANOUT_ADMIN_KEY if set, else printed once by the orchestrator on first run.\n"
         "  Publish:      create an event and an input through the API; give the input's publish_url to\n"

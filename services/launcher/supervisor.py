@@ -38,8 +38,8 @@ class Supervisor:
         self.children: list[Child] = []
         self._stopping = False
 
-    def add(self, name: str) -> Child:
-        env = {**self._base_env, "FANOUT_WORKER_ID": f"{name}-1"}
+    def add(self, name: str, env_overrides: dict[str, str] | None = None) -> Child:
+        env = {**self._base_env, "FANOUT_WORKER_ID": f"{name}-1", **(env_overrides or {})}
         child = Child(name=name, env=env)
         self.children.append(child)
         return child
