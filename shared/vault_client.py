@@ -170,30 +170,25 @@ class VaultClient:
         self, tenant_id: str, event_id: str, output_id: str, credential_id: str, worker: str
     ) -> tuple[Secret, str]:
         """The credential's value (and kind) for the worker holding the output's lease."""
-        context = vm.value_context("resolve", tenant_id, credential_id, output_id)
-        return await self._resolve(
-            "resolve", context, tenant_id, event_id, output_id, credential_id, worker, ""
-        )
+        return await self._resolve("resolve", tenant_id, event_id, credential_id, worker, output_id=output_id)
 
     async def resolve_input(
         self, tenant_id: str, event_id: str, input_id: str, credential_id: str, worker: str
     ) -> tuple[Secret, str]:
         """An SRT input's passphrase (and its kind) for ingest, which sets it on each caller's handshake."""
-        context = vm.value_context("resolve_input", tenant_id, credential_id, input_id)
         return await self._resolve(
-            "resolve_input", context, tenant_id, event_id, "", credential_id, worker, input_id
+            "resolve_input", tenant_id, event_id, credential_id, worker, input_id=input_id
         )
 
     async def _resolve(
         self,
         op: str,
-        context: bytes,
         tenant_id: str,
         event_id: str,
-        output_id: str,
         credential_id: str,
         worker: str,
-        input_id: str,
+        output_id: str = "",
+        input_id: str = "",
     ) -> tuple[Secret, str]:
         private = X25519PrivateKey.generate()
         request = vm.ResolveCredential(
@@ -208,6 +203,7 @@ class VaultClient:
         reply = await self._request(op, request, vm.ResolveReply)
         if reply.value is None:
             raise VaultFailure(vm.INTERNAL, "the vault's reply had no value")
+        context = vm.value_context(op, tenant_id, credential_id, output_id or input_id)
         try:
             plain = sealed_box.open_box(private, reply.value.ephemeral, reply.value.box, context)
         except sealed_box.BoxError as exc:

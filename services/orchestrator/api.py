@@ -480,9 +480,8 @@ class Api:
         stream_key = new_secret()
         passphrase = None
         if body.passphrase:  # the vault keeps it; the row and desired state name the credential
-            name = f"SRT input ({body.role}) of {event_id}"
-            passphrase = await credentials.store_key(
-                self.vault, tenant_id, name, body.passphrase, None, "", "passphrase", "srt_passphrase"
+            passphrase = await credentials.store_input_passphrase(
+                self.vault, tenant_id, body.role, event_id, body.passphrase
             )
         try:
             row = await self._db(

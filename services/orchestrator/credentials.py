@@ -186,6 +186,21 @@ async def store_key(
     return await call(create, value_field)
 
 
+def input_passphrase_name(role: str, event_id: str) -> str:
+    """What an SRT input's passphrase credential is called in the tenant's credential list."""
+    return f"SRT input ({role}) of {event_id}"
+
+
+async def store_input_passphrase(
+    vault: VaultClient | None, tenant_id: str, role: str, event_id: str, passphrase: str
+) -> vm.CredentialInfo:
+    """A new credential for the passphrase that came with an SRT input."""
+    create = require(vault).create(
+        tenant_id, input_passphrase_name(role, event_id), "srt_passphrase", Secret(passphrase)
+    )
+    return await call(create, "passphrase")
+
+
 class KeyMover:
     """Outputs stored before the vault (a URL with its key): each key moves into a new vault credential and
     the row keeps the URL without it; SRT inputs stored with their passphrase in the row: it moves into a
@@ -244,7 +259,7 @@ class KeyMover:
                 with contextlib.suppress(Exception):
                     await self._vault.delete(row.tenant_id, info.id)
         for legacy in await asyncio.to_thread(store.inputs_with_passphrases, self._engine):
-            name = f"SRT input ({legacy.role}) of {legacy.event_id}"
+            name = input_passphrase_name(legacy.role, legacy.event_id)
             try:
                 info = await self._vault.create(
                     legacy.tenant_id, name, "srt_passphrase", Secret(legacy.passphrase)
