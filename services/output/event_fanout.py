@@ -21,7 +21,7 @@ from shared.rtmp import chunk
 
 from .meter import ProgramMeter
 from .policy import ProgramFacts
-from .prepared import Prepared, Preparer
+from .prepared import Prepared, Preparer, Wire
 from .rtmp_destination import RtmpDestination
 from .ts_feed import TsFeed
 
@@ -140,6 +140,7 @@ class EventFanout:
                 self.frames_in += 1
             if self.joining and item.keyframe:
                 self._join(item)
+            wire: Wire = {}
             for dest in self.live:
                 if not dest.started:
                     if not item.keyframe:
@@ -147,7 +148,7 @@ class EventFanout:
                     dest.begin(item.timestamp)
                     for cached in prep.headers():
                         dest.write(cached, header=True)
-                dest.send(item, header)
+                dest.send(item, header, wire)
             if item.recv_ns and len(self.latency_us) < LATENCY_SAMPLES_MAX:
                 self.latency_us.append((time.time_ns() - item.recv_ns) // 1000)
 

@@ -17,6 +17,10 @@ CHUNK_SIZE = 4096
 _CSID = {chunk.VIDEO: chunk.CSID_VIDEO, chunk.AUDIO: chunk.CSID_AUDIO, chunk.DATA_AMF0: chunk.CSID_DATA}
 _SET_DATA_FRAME = amf0.encode("@setDataFrame")
 
+# One fan-out pass's finished messages for one packet, by (destination timestamp, stream id): the
+# destinations that started at the same keyframe share them instead of each building its own copy.
+Wire = dict[tuple[int, int], bytes]
+
 
 @dataclass(slots=True, frozen=True)
 class Prepared:

@@ -43,7 +43,7 @@ from . import state as sm
 from .liveness import Liveness
 from .meter import SentMeter
 from .policy import DestinationPolicy, ProgramFacts
-from .prepared import CHUNK_SIZE, Prepared
+from .prepared import CHUNK_SIZE, Prepared, Wire
 from .reconnect_gate import ReconnectGate
 from .state import OutputMachine, OutputState
 from .status import output_status
@@ -111,6 +111,7 @@ class RtmpDestination:
         self.warnings: list[str] = []
         self._high, self._low = policies.queue_limits(policy, 0)
         self._writer: asyncio.StreamWriter | None = None
+        self._transport: asyncio.WriteTransport | None = None  # the writer's, read once per packet
         self._reader: asyncio.StreamReader | None = None
         self._session: ClientSession | None = None
         self._liveness: Liveness | None = None
@@ -257,7 +258,7 @@ class RtmpDestination:
             reader, writer = await asyncio.open_connection(
                 prepared.address, t.port, ssl=tls, server_hostname=t.host if tls else None, limit=256 * 1024
             )
-            self._writer, self._reader = writer, reader
+            self._writer, self._reader, self._transport = writer, reader, writer.transport
             _tune_socket(writer, p.stall_limit_s)
             session = ClientSession(
                 app=t.app,
@@ -331,7 +332,7 @@ class RtmpDestination:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._transport = None
         self._session = None
         self._liveness = None
 
@@ -392,13 +393,13 @@ class RtmpDestination:
 
     # --- media path (called synchronously by the event fan-out) ---
 
-    def send(self, item: Prepared, header: bool = False) -> None:
+    def send(self, item: Prepared, header: bool = False, wire: Wire | None = None) -> None:
         """A live packet. Past the high-water mark, drop to the next keyframe that fits under the low
-        one; sequence headers and metadata always go (they are small and the decoder needs them)."""
-        writer = self._writer
-        if writer is None or not self._live or self._base_ts is None:
+        one; sequence headers and metadata always go (they are small and the decoder needs them).
+        ``wire`` is the fan-out pass's shared bytes for this packet (see ``write``)."""
+        transport = self._transport
+        if transport is None or not self._live or self._base_ts is None:
             return
-        transport = writer.transport
         if transport.is_closing():
             return
         if header:
@@ -422,15 +423,17 @@ class RtmpDestination:
             )
             self._count_drop(item)
             return
-        self.write(item)
+        self.write(item, wire=wire)
 
-    def write(self, item: Prepared, header: bool = False) -> None:
+    def write(self, item: Prepared, header: bool = False, wire: Wire | None = None) -> None:
         """Write one message with this destination's timestamp; used for headers and the GOP replay too.
 
         Headers (metadata, sequence headers) go out at the destination's time zero; media from before
-        the destination's first keyframe is skipped so every track starts at or after it.
+        the destination's first keyframe is skipped so every track starts at or after it. Destinations
+        that started at the same keyframe send the same bytes: the first one to write a packet builds
+        them into ``wire`` and the rest of the pass reuses them.
         """
-        assert self._writer is not None and self._base_ts is not None
+        assert self._transport is not None and self._base_ts is not None
         if header:
             ts = 0
         elif item.timestamp < self._base_ts or item.timestamp < self._min_ts:
@@ -441,13 +444,15 @@ class RtmpDestination:
                 self.last_ts = item.timestamp
             if item.keyframe:
                 self.sent.keyframe(item.timestamp)
-        header_bytes = chunk.message_header(item.csid, item.type_id, ts, self._stream_id, len(item.body))
-        if ts >= EXTENDED_TS and len(item.body) > CHUNK_SIZE:
-            body = _rechunk_extended(item, ts)
+        if wire is None:
+            data = wire_bytes(item, ts, self._stream_id)
         else:
-            body = item.chunked
-        data = header_bytes + body
-        self._writer.transport.write(data)
+            key = (ts, self._stream_id)
+            found = wire.get(key)
+            if found is None:
+                found = wire[key] = wire_bytes(item, ts, self._stream_id)
+            data = found
+        self._transport.write(data)
         self._conn_bytes += len(data)
         self.bytes_sent += len(data)
         if item.type_id != chunk.DATA_AMF0:
@@ -512,6 +517,14 @@ def _tune_socket(writer: asyncio.StreamWriter, stall_limit_s: float) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(stall_limit_s) - idle))
         user_timeout_ms = int(USER_TIMEOUT_STALLS * stall_limit_s * 1000)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
+
+
+def wire_bytes(item: Prepared, ts: int, stream_id: int) -> bytes:
+    """The whole RTMP message for ``item`` at this destination's timestamp ``ts`` on ``stream_id``."""
+    header = chunk.message_header(item.csid, item.type_id, ts, stream_id, len(item.body))
+    if ts >= EXTENDED_TS and len(item.body) > CHUNK_SIZE:
+        return header + _rechunk_extended(item, ts)
+    return header + item.chunked
 
 
 def _rechunk_extended(item: Prepared, ts: int) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from services.output.policy import CLASSES, ProgramFacts
 from services.output.prepared import Prepared
 from services.output.reconnect_gate import ReconnectGate
-from services.output.rtmp_destination import RtmpDestination
+from services.output.rtmp_destination import RtmpDestination, wire_bytes
 from shared.messages import OutputSpec
 from shared.rtmp import chunk
 
@@ -57,6 +57,7 @@ def dest() -> RtmpDestination:
         "tn", "ev", spec, CLASSES["B"], Program(), ReconnectGate(2), on_status=lambda s: None, worker="w"
     )
     d._writer = FakeWriter()  # type: ignore[assignment]
+    d._transport = d._writer.transport  # type: ignore[union-attr]
     d._live = True
     d.begin(0)
     d.tick(0.0)  # class B at 1 MB/s: a 4 MB queue, resume under 1 MB
@@ -93,6 +94,38 @@ def test_a_full_queue_drops_to_the_next_keyframe_and_counts(dest: RtmpDestinatio
     assert (dest.frames_dropped, dest.drop_events, dest.frames_sent) == (4, 1, 4)
     status = dest.status()
     assert status.frames_dropped == 4 and status.drop_events == 1 and status.queued_bytes == 900_000
+
+
+def make_dest(base_ts: int) -> RtmpDestination:
+    spec = OutputSpec(id=f"out_{base_ts}", name="yt", url=f"rtmp://dest.example.com/live/{KEY}")
+    d = RtmpDestination(
+        "tn", "ev", spec, CLASSES["B"], Program(), ReconnectGate(2), on_status=lambda s: None, worker="w"
+    )
+    d._writer = FakeWriter()  # type: ignore[assignment]
+    d._transport = d._writer.transport  # type: ignore[union-attr]
+    d._live = True
+    d.begin(base_ts)
+    d.tick(0.0)
+    return d
+
+
+def test_destinations_that_started_together_share_one_message_per_pass() -> None:
+    together = [make_dest(1000), make_dest(1000)]
+    later = make_dest(3000)
+    item = Prepared.make(chunk.VIDEO, 5000, b"\x27\x01" + bytes(5000), False)
+    wire: dict[tuple[int, int], bytes] = {}
+    for d in [*together, later]:
+        d.send(item, wire=wire)
+    (a,), (b,), (c,) = (d._writer.transport.written for d in [*together, later])  # type: ignore[union-attr]
+    assert a is b  # built once, written twice
+    assert a == wire_bytes(item, 4000, together[0]._stream_id)
+    assert c == wire_bytes(item, 2000, later._stream_id) and c != a
+    # the same bytes as a destination writing alone, timestamp in the message header
+    alone = make_dest(1000)
+    alone.send(item)
+    assert alone._writer.transport.written == [a]  # type: ignore[union-attr]
+    assert int.from_bytes(a[1:4], "big") == 4000 and int.from_bytes(c[1:4], "big") == 2000
+    assert len(wire) == 2 and all(d.frames_sent == 1 for d in [*together, later])
 
 
 def test_errors_never_show_the_stream_key(dest: RtmpDestination) -> None:
