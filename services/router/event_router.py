@@ -2,8 +2,9 @@
 
 The asyncio shell around ``failover.step``. It subscribes to every input of the event all the time
 (the backup stays warm: its latest GOP is cached), to the event's ingest session events (a disconnect
-triggers at once) and to router commands (manual switch); a 100 ms tick lets silence be noticed. It
-carries out the machine's effects: restart the program timeline on another source (from the cached
+triggers at once) and to router commands (manual switch); a 100 ms tick lets silence be noticed (parked
+while nothing is on air and no input has sent video, as for an event started ahead of its encoders).
+It carries out the machine's effects: restart the program timeline on another source (from the cached
 keyframe when unplanned, at the next keyframe when planned), run the slate, publish FailoverEvents and
 the router status. Everything that touches the timeline runs under one lock, so packets of a replayed
 GOP and live packets never interleave.
@@ -92,6 +93,10 @@ class EventRouter:
         self._slate_task: asyncio.Task[None] | None = None
         self._replayed: MediaPacket | None = None  # the last packet a switch replayed from a GOP cache
         self._absorbed = 0
+        # the failover clock: parked while the machine waits for its first video (failover.waiting)
+        self.ticks = 0
+        self.clock_parked = False
+        self._packet_seen = asyncio.Event()
 
     # --- lifecycle ---
 
@@ -163,6 +168,8 @@ class EventRouter:
             self._replayed = None
             if packet.kind == "video":
                 await self._apply(failover.Packet(packet.source), now)  # may replay the GOP up to here
+                if self.clock_parked:
+                    self._packet_seen.set()
             self._content.offer(packet, self.state.policy)
             if self._replayed is not packet:
                 await self._feed(packet, now, msg.data)
@@ -205,7 +212,13 @@ class EventRouter:
 
     async def _tick_loop(self) -> None:
         while True:
+            if failover.waiting(self.state):
+                self.clock_parked = True
+                self._packet_seen.clear()
+                await self._packet_seen.wait()  # only a packet can change a waiting machine
+                self.clock_parked = False
             await asyncio.sleep(TICK_S)  # ok-sleep: the failover clock (loss timeout, content durations)
+            self.ticks += 1
             try:
                 async with self._lock:
                     now = time.monotonic()

@@ -116,6 +116,12 @@ def initial(
     )
 
 
+def waiting(state: State) -> bool:
+    """Nothing on air and no input has delivered video: only a packet can change this machine, so the
+    clock need not tick (an event started ahead of its encoders costs nothing while it waits)."""
+    return state.target is None and state.pending is None and all(t.last_packet is None for t in state.tracks)
+
+
 # --- what happens to it ---
 
 

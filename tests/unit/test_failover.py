@@ -269,3 +269,23 @@ def test_a_trigger_turned_off_and_on_again_starts_afresh() -> None:
     state, _ = fo.step(sim.state, fo.Configure(INPUTS, BASE, ""), 1.6)
     state, effects = fo.step(state, fo.Configure(INPUTS, policy, ""), 1.7)
     assert effects == [] and state.track(P).black_since is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("locked", ["", P, B])
+def test_a_waiting_machine_is_unchanged_by_the_clock_until_video_arrives(locked: str) -> None:
+    # the router parks its clock while `waiting` holds: no tick, however late, may change such a machine
+    state = fo.initial(BASE, INPUTS, locked, 0.0)
+    assert fo.waiting(state)
+    for now in (0.1, 0.9, 1.0, 3.0, 60.0, 86_400.0):
+        after, effects = fo.step(state, fo.Tick(), now)
+        assert (after, effects) == (state, [])
+    # a disconnect or a manual switch does not wake it either, and it stays waiting
+    state, _ = fo.step(state, fo.Disconnected(B), 5.0)
+    state, effects = fo.step(state, fo.ManualSwitch(P), 5.0)
+    assert fo.waiting(state)
+    assert [(type(e), getattr(e, "ok", None)) for e in effects] == [(fo.Reply, False)]  # refused
+    # the first video packet ends the wait: from here on the clock decides (loss, windows, grace)
+    state, _ = fo.step(state, fo.Packet(B), 6.0)
+    assert not fo.waiting(state)
+    sim = run([("on", B, 0, 0.5)], 5)  # the backup alone, then silent: it goes on air, then to the slate
+    assert not fo.waiting(sim.state) and sim.state.target == SLATE
