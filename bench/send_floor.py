@@ -5,22 +5,28 @@ least work a Python sender can do: every FLV tag is chunked once, then a plain l
 `socket.sendall` of each sink's connection with the same bytes. No NATS, no ingest, no router, no event loop,
 no per-destination header, no drop check. Whatever this costs, a real Python output costs more; nginx-rtmp
 `push` to the same sinks, in the same run, is the yardstick the walking skeleton's goal is set against.
+Also measured in the same run: Fanout with no destination (the cost that does not depend on N) and one
+bare NATS hop (a nats-py process that only re-publishes what it receives, and its nats-server).
 
-    .venv/bin/python bench/send_floor.py --n 100 --seconds 20
+    .venv/bin/python bench/send_floor.py --n 10 50 100 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import selectors
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import nats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +35,7 @@ from bench.doc import write_section  # noqa: E402
 from bench.fanout_bench import SOURCE, make_source, measure, publisher, run_nginx_push, wait_sinks  # noqa: E402
 from bench.procstat import children, cpu_seconds  # noqa: E402
 from shared.rtmp.client_session import ClientSession, Published  # noqa: E402
+from tests.peers.nats_server import start_nats  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
 from tests.peers.procs import stop, wait_until  # noqa: E402
 from tests.peers.stack import start_stack  # noqa: E402
@@ -168,6 +175,75 @@ def run_fixed(seconds: float, work: Path) -> float:
         stack.stop()
 
 
+RELAY = """
+import asyncio, sys
+import nats
+
+async def main(url):
+    nc = await nats.connect(url)
+
+    async def on(msg):
+        await nc.publish("program", msg.data)
+
+    await nc.subscribe("input", cb=on)
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def run_relay(seconds: float, work: Path) -> tuple[float, float, int]:
+    """The least one NATS hop costs in Python: a process that only subscribes with nats-py and publishes
+    each message's bytes again (the router's job without any of its decisions), fed the source's tags at
+    their own pace and drained by a subscriber. CPU % of the relay, of the nats-server, and messages/s."""
+    server = start_nats(work / "relay-nats")
+    relay = subprocess.Popen([sys.executable, "-c", RELAY, server.url], start_new_session=True)
+
+    async def feed() -> tuple[float, float, int]:
+        nc = await nats.connect(server.url)
+        received = 0
+
+        async def on(msg: object) -> None:
+            nonlocal received
+            received += 1
+
+        await nc.subscribe("program", cb=on)
+        await nc.flush()
+        tags = flv_tags(SOURCE)
+        deadline = time.monotonic() + 10
+        while received == 0:  # probes until the relay is subscribed and forwarding
+            if time.monotonic() > deadline:
+                raise TimeoutError("the relay never forwarded a message")
+            await nc.publish("input", b"probe")
+            await asyncio.sleep(0.1)  # ok-sleep: probe interval, bounded by the deadline
+        t0 = time.monotonic()
+        window: tuple[float, float, float, int] | None = None
+        sent = 0
+        for _kind, ts, body in looped(tags):
+            delay = t0 + ts / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # paced like `ffmpeg -re`
+            await nc.publish("input", body)
+            sent += 1
+            now = time.monotonic()
+            if window is None and now >= t0 + 5:
+                window = (now, cpu_seconds(relay.pid), cpu_seconds(server.proc.pid), sent)
+            if window is not None and now >= window[0] + seconds:
+                break
+        assert window is not None
+        elapsed = time.monotonic() - window[0]
+        relay_pct = 100 * (cpu_seconds(relay.pid) - window[1]) / elapsed
+        nats_pct = 100 * (cpu_seconds(server.proc.pid) - window[2]) / elapsed
+        await nc.close()
+        return relay_pct, nats_pct, int((sent - window[3]) / elapsed)
+
+    try:
+        return asyncio.run(feed())
+    finally:
+        stop(relay)
+        server.stop()
+
+
 def cpu_seconds_self() -> float:
     """This process's CPU time, every thread (the drain thread's reads count too)."""
     return cpu_seconds(os.getpid())
@@ -188,13 +264,20 @@ def main() -> None:
     try:
         fixed = run_fixed(args.seconds, work)
         print(f"Fanout with no destination (ingest + router + output + nats): {fixed:.1f}%", flush=True)
+        relay, relay_nats, rate_in = run_relay(args.seconds, work)
+        hop = relay + relay_nats
+        print(
+            f"minimal nats-py relay {relay:.1f}% + its nats-server {relay_nats:.1f}% ({rate_in} msg/s)",
+            flush=True,
+        )
         for n in args.n:
             floor, rate = run_floor(sink, n, args.seconds)
             nginx = run_nginx_push(sink, n, args.seconds, work).total_cpu_pct
             rows.append((n, floor, rate, nginx))
             print(
                 f"N={n}: floor sender {floor:.1f}% ({rate} sends/s), nginx-rtmp push {nginx:.1f}%,"
-                f" floor + Fanout's fixed cost {(floor + fixed) / nginx:.2f}x nginx-rtmp",
+                f" floor + Fanout's fixed cost {(floor + fixed) / nginx:.2f}x nginx-rtmp,"
+                f" floor + one bare NATS hop {(floor + hop) / nginx:.2f}x",
                 flush=True,
             )
     finally:
@@ -210,13 +293,18 @@ def main() -> None:
         "",
         f"Fanout with no destination, same source, same run: {fixed:.1f} % of a core (ingest + router +",
         "an idle output + nats-server): the part of the stack's cost that does not depend on N.",
+        f"One bare NATS hop, same source, same run: {hop:.1f} % ({relay:.1f} % for a process that only",
+        f"subscribes with nats-py and publishes each message again, {relay_nats:.1f} % for its nats-server;",
+        f"{rate_in} messages/s). The router is such a hop plus its decisions; ingest another publisher.",
         "",
-        "| N | floor sender CPU % | sends/s | nginx-rtmp push CPU % (its ingest included) | floor / nginx | (floor + Fanout's fixed) / nginx |",
-        "|---|---|---|---|---|---|",
+        "| N | floor sender CPU % | sends/s | nginx-rtmp push CPU % (its ingest included) | floor / nginx"
+        " | (floor + one bare hop) / nginx | (floor + Fanout's fixed) / nginx |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n, floor, rate, nginx in rows:
         lines.append(
-            f"| {n} | {floor:.1f} | {rate} | {nginx:.1f} | {floor / nginx:.2f}x | {(floor + fixed) / nginx:.2f}x |"
+            f"| {n} | {floor:.1f} | {rate} | {nginx:.1f} | {floor / nginx:.2f}x | {(floor + hop) / nginx:.2f}x"
+            f" | {(floor + fixed) / nginx:.2f}x |"
         )
     write_section("\n".join(lines) + "\n", Path(args.out))
 
