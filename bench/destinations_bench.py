@@ -38,7 +38,7 @@ from bench.fanout_bench import (  # noqa: E402
     publisher,
     wait_sinks,
 )
-from bench.procstat import children, rss_mb  # noqa: E402
+from bench.procstat import rss_mb, stack_pids  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
 from tests.peers.ports import free_port  # noqa: E402
 from tests.peers.procs import stop  # noqa: E402
@@ -142,10 +142,7 @@ def run(sink: NginxRtmp, label: str, healthy: int, failing: int, seconds: float,
         wait_sinks(sink, names, 120)
         time.sleep(5)  # warm-up
         output_pid = stack.child_pid("output") or 0
-        pids = {s: [stack.child_pid(s) or 0] for s in SERVICES}
-        pids["nats"] = [
-            p for p in children(stack.proc.pid) if b"nats-server" in Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
+        pids = stack_pids(stack, SERVICES)
         rss_start = rss_mb(output_pid)
         latency, statuses, stats, cpu = asyncio.run(_window(stack, seconds, pids))
         rss_end = rss_mb(output_pid)

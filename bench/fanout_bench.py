@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.doc import write_section  # noqa: E402
-from bench.procstat import children, cpu_seconds, pss_mb, rss_mb  # noqa: E402
+from bench.procstat import children, cpu_seconds, pss_mb, rss_mb, stack_pids  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
 from tests.peers.procs import stop, wait_until  # noqa: E402
 from tests.peers.stack import Stack, start_stack  # noqa: E402
@@ -163,10 +163,7 @@ def run_fanout(sink: NginxRtmp, n: int, seconds: float, work: Path) -> Result:
         wait_sinks(sink, names, 60)
         time.sleep(5)  # warm-up
         stats = asyncio.run(_collect_stats(stack, seconds))
-        services = {s: [stack.child_pid(s) or 0] for s in ("ingest", "router", "output")}
-        services["nats"] = [
-            p for p in children(stack.proc.pid) if b"nats-server" in Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
+        services = stack_pids(stack, ("ingest", "router", "output"))
         cpu, mem = measure(services, seconds)
         latency = sorted(stats["latency_us"])
         return Result(

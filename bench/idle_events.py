@@ -24,21 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.doc import write_section  # noqa: E402
 from bench.fanout_bench import measure  # noqa: E402
-from bench.procstat import children  # noqa: E402
+from bench.procstat import stack_pids  # noqa: E402
 from shared import subjects  # noqa: E402
 from shared.messages import RouterStatus, decode  # noqa: E402
 from tests.peers.procs import async_wait_until  # noqa: E402
 from tests.peers.stack import Stack, start_stack  # noqa: E402
 
 SERVICES = ("ingest", "router", "output", "orchestrator", "vault", "transcode")
-
-
-def pids(stack: Stack) -> dict[str, list[int]]:
-    out = {s: [stack.child_pid(s) or 0] for s in SERVICES}
-    out["nats"] = [
-        p for p in children(stack.proc.pid) if b"nats-server" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
-    return out
 
 
 async def _routed(stack: Stack, ids: set[str], timeout: float) -> None:
@@ -69,7 +61,7 @@ def main() -> None:
     stack = start_stack(Path(tempfile.mkdtemp(prefix="fanout-idle-")) / "stack")
     try:
         time.sleep(3)  # settle after start-up
-        before, _ = measure(pids(stack), args.seconds)
+        before, _ = measure(stack_pids(stack, SERVICES), args.seconds)
         ids = []
         for i in range(args.events):
             ev = stack.create_event(f"waiting-{i}")
@@ -79,7 +71,7 @@ def main() -> None:
 
         asyncio.run(_routed(stack, set(ids), 60))
         time.sleep(3)  # settle after the burst of creations
-        after, _ = measure(pids(stack), args.seconds)
+        after, _ = measure(stack_pids(stack, SERVICES), args.seconds)
     finally:
         stack.stop()
     rows = [(name, before[name], after[name]) for name in before]

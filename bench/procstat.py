@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.peers.stack import Stack
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -62,3 +67,12 @@ def pids_by_cmdline(needle: str) -> list[int]:
         if needle in cmd:
             out.append(int(entry.name))
     return out
+
+
+def stack_pids(stack: Stack, services: Iterable[str]) -> dict[str, list[int]]:
+    """The pids of a running stack's ``services`` and of its embedded nats-server (key ``nats``)."""
+    pids = {s: [stack.child_pid(s) or 0] for s in services}
+    pids["nats"] = [
+        p for p in children(stack.proc.pid) if b"nats-server" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    return pids

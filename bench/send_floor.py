@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.doc import write_section  # noqa: E402
 from bench.fanout_bench import SOURCE, make_source, measure, publisher, run_nginx_push, wait_sinks  # noqa: E402
-from bench.procstat import children, cpu_seconds  # noqa: E402
+from bench.procstat import cpu_seconds, stack_pids  # noqa: E402
 from shared.rtmp.client_session import ClientSession, Published  # noqa: E402
 from tests.peers.nats_server import start_nats  # noqa: E402
 from tests.peers.nginx_rtmp import NginxRtmp, start_nginx_rtmp  # noqa: E402
@@ -163,10 +163,7 @@ def run_fixed(seconds: float, work: Path) -> float:
 
         wait_until(connected, 30, "the input to connect", interval=0.5)
         time.sleep(5)  # warm-up, as in the fan-out benchmark
-        pids = {s: [stack.child_pid(s) or 0] for s in ("ingest", "router", "output")}
-        pids["nats"] = [
-            p for p in children(stack.proc.pid) if b"nats-server" in Path(f"/proc/{p}/cmdline").read_bytes()
-        ]
+        pids = stack_pids(stack, ("ingest", "router", "output"))
         cpu, _ = measure(pids, seconds)
         return sum(cpu.values())
     finally:
